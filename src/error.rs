@@ -1,0 +1,59 @@
+//! The library's one error type. Variants that come from the file name the page and the byte
+//! offset, so an operator can look at the damage with `boltpack page` or `xxd`.
+
+use std::path::PathBuf;
+
+use crate::format::PageId;
+use crate::format::meta::MetaError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: the file is locked by another process (a running etcd or bbolt holds an exclusive \
+         lock, and its pages change under a reader). Stop it first, or work on a copy; pass \
+         --no-lock only for a copy you know is quiet",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "file is {size} bytes: too small for a bbolt file (two meta pages of at least 1024 bytes)"
+    )]
+    TooSmall { size: u64 },
+    #[error("no valid meta page: meta 0: {meta0}; meta 1: {meta1}")]
+    NoValidMeta { meta0: MetaError, meta1: MetaError },
+    #[error("page {page} (byte offset {offset}): {what}")]
+    Corrupt {
+        page: PageId,
+        offset: u64,
+        what: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub fn corrupt(page: PageId, offset: u64, what: impl Into<String>) -> Error {
+        Error::Corrupt {
+            page,
+            offset,
+            what: what.into(),
+        }
+    }
+
+    /// True for damage found in the file (as opposed to I/O, locks or usage).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::NoValidMeta { .. } | Error::TooSmall { .. }
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

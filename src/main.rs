@@ -1,0 +1,198 @@
+//! The `boltpack` command: parses arguments, calls the library, prints. Exit codes are
+//! documented in the README ("Exit codes").
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use boltpack::reader::reach::PageMap;
+use boltpack::report::dump::{DumpOptions, dump};
+use boltpack::report::info::Info;
+use boltpack::report::pages::{page_detail, page_lines, render_page_lines};
+use boltpack::{Db, Error, OpenOptions};
+
+/// Exit codes (README, "Exit codes").
+const EXIT_PROBLEMS: u8 = 1;
+const EXIT_IO: u8 = 3;
+const EXIT_LOCKED: u8 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "boltpack",
+    version,
+    about = "Read, check and analyze bbolt / etcd db files offline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct DbArg {
+    /// The bbolt file: etcd's member/snap/db, an `etcdctl snapshot save` file, any bbolt db.
+    db: PathBuf,
+    /// Do not take the shared lock. Only for a copy you know no process is writing: a
+    /// running etcd changes pages under the reader.
+    #[arg(long)]
+    no_lock: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Page size, both metas, the active one, freelist kind and page counts.
+    Info {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the file's structure (everything Go bbolt's tx.Check() does, and more).
+    /// Exit 0 when clean, 1 with one line per problem.
+    Check {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every entry as JSON lines, nested buckets too, in key order.
+    Dump {
+        #[command(flatten)]
+        db: DbArg,
+        /// Only this bucket (a path: `outer inner`).
+        bucket: Vec<String>,
+        /// Decode the `key` bucket's revision keys and mvccpb.KeyValue values.
+        #[arg(long)]
+        etcd: bool,
+        /// Print each value's length and SHA-256 instead of the value.
+        #[arg(long)]
+        hash_values: bool,
+    },
+    /// One line per page: id, type, items, overflow, owning bucket.
+    Pages {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One page decoded: header and elements (values in hex).
+    Page {
+        #[command(flatten)]
+        db: DbArg,
+        id: u64,
+        /// Show at most this many bytes of each value.
+        #[arg(long, default_value_t = 256)]
+        max_value: usize,
+    },
+}
+
+fn open(a: &DbArg) -> Result<Db, Error> {
+    Db::open(&a.db, OpenOptions { lock: !a.no_lock })
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let io = |e: std::io::Error| Error::Io {
+        path: "<stdout>".into(),
+        source: e,
+    };
+    let json = |v: &dyn erased::Json, out: &mut BufWriter<_>| -> Result<(), Error> {
+        v.write(out).map_err(io)
+    };
+    let code = match cli.cmd {
+        Cmd::Info { db, json: as_json } => {
+            let db = open(&db)?;
+            let map = PageMap::build(&db);
+            let info = Info::gather(&db, &map);
+            if as_json {
+                json(&info, &mut out)?;
+            } else {
+                write!(out, "{}", info.render()).map_err(io)?;
+            }
+            0
+        }
+        Cmd::Check {
+            db: arg,
+            json: as_json,
+        } => {
+            let db = open(&arg)?;
+            let problems = boltpack::check::check(&db);
+            if as_json {
+                json(&problems, &mut out)?;
+            } else if problems.is_empty() {
+                writeln!(out, "ok: {} pages checked, no problems", db.hwm()).map_err(io)?;
+            } else {
+                for p in &problems {
+                    writeln!(out, "{p}").map_err(io)?;
+                }
+                writeln!(out, "{} problems", problems.len()).map_err(io)?;
+            }
+            if problems.is_empty() {
+                0
+            } else {
+                EXIT_PROBLEMS
+            }
+        }
+        Cmd::Dump {
+            db,
+            bucket,
+            etcd,
+            hash_values,
+        } => {
+            let db = open(&db)?;
+            let path: Vec<Vec<u8>> = bucket.into_iter().map(String::into_bytes).collect();
+            dump(&db, &path, DumpOptions { etcd, hash_values }, &mut out)?;
+            0
+        }
+        Cmd::Pages { db, json: as_json } => {
+            let db = open(&db)?;
+            let map = PageMap::build(&db);
+            let lines = page_lines(&db, &map);
+            if as_json {
+                json(&lines, &mut out)?;
+            } else {
+                write!(out, "{}", render_page_lines(&lines)).map_err(io)?;
+            }
+            0
+        }
+        Cmd::Page { db, id, max_value } => {
+            let db = open(&db)?;
+            let v = page_detail(&db, id, max_value)?;
+            json(&v, &mut out)?;
+            0
+        }
+    };
+    out.flush().map_err(io)?;
+    Ok(code)
+}
+
+/// Pretty JSON for any serializable report.
+mod erased {
+    pub trait Json {
+        fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+    }
+    impl<T: serde::Serialize + ?Sized> Json for T {
+        fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+            serde_json::to_writer_pretty(&mut *out, self)?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("boltpack: {e}");
+            ExitCode::from(match e {
+                Error::Locked { .. } => EXIT_LOCKED,
+                Error::Io { .. } => EXIT_IO,
+                Error::Usage(_) => 2,
+                _ => EXIT_PROBLEMS,
+            })
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Buckets and cursors: in-order iteration handing out `&[u8]` keys and values borrowed from
+//! the map (Go: `Bucket`, `Cursor`, bb136 `bucket.go`, `cursor.go`).
+
+use crate::error::{Error, Result};
+use crate::format::PageId;
+use crate::format::bucket::{BucketHeader, inline_page};
+use crate::format::element::LeafElement;
+
+use super::db::Db;
+use super::node::Node;
+
+/// A B+tree deeper than this is corrupt: at two keys a page it would hold 2^64 keys.
+pub const MAX_TREE_DEPTH: usize = 64;
+
+/// A leaf entry: a key/value pair, or a sub-bucket (then `value` is its bucket value).
+pub type Entry<'a> = LeafElement<'a>;
+
+#[derive(Debug, Clone, Copy)]
+enum Root<'a> {
+    Page(PageId),
+    Inline(Node<'a>),
+}
+
+/// A bucket: the root bucket of the file or a (nested, possibly inline) sub-bucket.
+#[derive(Clone, Copy)]
+pub struct Bucket<'a> {
+    db: &'a Db,
+    header: BucketHeader,
+    root: Root<'a>,
+}
+
+impl<'a> Bucket<'a> {
+    /// The top-level bucket from the active meta.
+    pub fn root_of(db: &'a Db) -> Bucket<'a> {
+        let header = db.meta().root;
+        Bucket {
+            db,
+            header,
+            root: Root::Page(header.root),
+        }
+    }
+
+    /// The sub-bucket whose bucket value (leaf entry with the bucket flag) is `value`.
+    pub fn open(db: &'a Db, value: &'a [u8]) -> Result<Bucket<'a>> {
+        let at = db.offset_of(value);
+        let header = crate::format::bucket::BucketHeader::parse(value)
+            .map_err(|e| Error::corrupt(db.page_at(at), at, e.what))?;
+        let root = if header.is_inline() {
+            let node = Node::new(db, inline_page(value), true)?;
+            if !node.is_leaf() {
+                return Err(node.err(crate::format::FormatError::new(
+                    8,
+                    "inline bucket page is not a leaf",
+                )));
+            }
+            Root::Inline(node)
+        } else {
+            if header.root < 2 {
+                return Err(Error::corrupt(
+                    db.page_at(at),
+                    at,
+                    format!("bucket root points at meta page {}", header.root),
+                ));
+            }
+            Root::Page(header.root)
+        };
+        Ok(Bucket { db, header, root })
+    }
+
+    pub fn header(&self) -> BucketHeader {
+        self.header
+    }
+
+    pub fn sequence(&self) -> u64 {
+        self.header.sequence
+    }
+
+    pub fn is_inline(&self) -> bool {
+        matches!(self.root, Root::Inline(_))
+    }
+
+    /// The root page id (0 for an inline bucket).
+    pub fn root_page(&self) -> PageId {
+        self.header.root
+    }
+
+    pub fn iter(&self) -> Cursor<'a> {
+        Cursor {
+            db: self.db,
+            root: Some(self.root),
+            stack: Vec::new(),
+        }
+    }
+
+    /// The entry stored under `key`, by descending the tree (branch: greatest key <= `key`).
+    pub fn get_entry(&self, key: &[u8]) -> Result<Option<Entry<'a>>> {
+        let mut node = match self.root {
+            Root::Inline(n) => n,
+            Root::Page(id) => self.db.node(id)?,
+        };
+        for _ in 0..=MAX_TREE_DEPTH {
+            if node.is_leaf() {
+                for i in 0..node.count() {
+                    let e = node.leaf(i)?;
+                    if e.key == key {
+                        return Ok(Some(e));
+                    }
+                }
+                return Ok(None);
+            }
+            let mut child = None;
+            for i in 0..node.count() {
+                let e = node.branch(i)?;
+                if i > 0 && e.key > key {
+                    break;
+                }
+                child = Some(e.child);
+            }
+            let Some(child) = child else { return Ok(None) };
+            node = self.db.node(child)?;
+        }
+        Err(Error::corrupt(
+            node.page,
+            node.base,
+            "tree deeper than 64 levels: a cycle?",
+        ))
+    }
+
+    /// The value under `key`, if it is a plain key (not a bucket).
+    pub fn get(&self, key: &[u8]) -> Result<Option<&'a [u8]>> {
+        Ok(self
+            .get_entry(key)?
+            .filter(|e| !e.is_bucket())
+            .map(|e| e.value))
+    }
+
+    /// The sub-bucket named `name`.
+    pub fn bucket(&self, name: &[u8]) -> Result<Option<Bucket<'a>>> {
+        match self.get_entry(name)? {
+            Some(e) if e.is_bucket() => Bucket::open(self.db, e.value).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The bucket at `path` below this one.
+    pub fn bucket_path<P: AsRef<[u8]>>(&self, path: &[P]) -> Result<Option<Bucket<'a>>> {
+        let mut b = *self;
+        for name in path {
+            match b.bucket(name.as_ref())? {
+                Some(next) => b = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(b))
+    }
+}
+
+/// In-order iteration over one bucket's entries (not descending into sub-buckets). After
+/// an error it yields nothing more.
+pub struct Cursor<'a> {
+    db: &'a Db,
+    root: Option<Root<'a>>,
+    stack: Vec<(Node<'a>, usize)>,
+}
+
+impl<'a> Cursor<'a> {
+    fn push(&mut self, id: PageId) -> Result<()> {
+        if self.stack.len() >= MAX_TREE_DEPTH
+            || self.stack.iter().any(|(n, _)| !n.inline && n.page == id)
+        {
+            return Err(Error::corrupt(
+                id,
+                self.db.page_offset(id).unwrap_or(u64::MAX),
+                "page is its own ancestor (a cycle in the tree)",
+            ));
+        }
+        let node = self.db.node(id)?;
+        self.stack.push((node, 0));
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<Entry<'a>>> {
+        if let Some(root) = self.root.take() {
+            match root {
+                Root::Inline(n) => self.stack.push((n, 0)),
+                Root::Page(id) => self.push(id)?,
+            }
+        }
+        while let Some((node, idx)) = self.stack.last_mut() {
+            let (node, i) = (*node, *idx);
+            if i >= node.count() {
+                self.stack.pop();
+                continue;
+            }
+            *idx += 1;
+            if node.is_leaf() {
+                return node.leaf(i).map(Some);
+            }
+            let child = node.branch(i)?.child;
+            self.push(child)?;
+        }
+        Ok(None)
+    }
+}
+
+impl<'a> Iterator for Cursor<'a> {
+    type Item = Result<Entry<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.step() {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => None,
+            Err(e) => {
+                self.stack.clear();
+                self.root = None;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Depth-first, in key order: every entry of `bucket` and of its sub-buckets. `f` gets the
+/// path of the bucket holding the entry, the entry, and for a sub-bucket entry the opened
+/// sub-bucket (visited right after). Stops at the first error.
+pub fn visit_all<'a, F>(bucket: Bucket<'a>, path: &mut Vec<&'a [u8]>, f: &mut F) -> Result<()>
+where
+    F: FnMut(&[&'a [u8]], &Entry<'a>, Option<&Bucket<'a>>) -> Result<()>,
+{
+    for e in bucket.iter() {
+        let e = e?;
+        if e.is_bucket() {
+            if path.len() >= super::walk::MAX_BUCKET_DEPTH {
+                let at = bucket.db.offset_of(e.value);
+                return Err(Error::corrupt(
+                    bucket.db.page_at(at),
+                    at,
+                    "buckets nested too deep",
+                ));
+            }
+            let sub = Bucket::open(bucket.db, e.value)?;
+            f(path, &e, Some(&sub))?;
+            path.push(e.key);
+            let r = visit_all(sub, path, f);
+            path.pop();
+            r?;
+        } else {
+            f(path, &e, None)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! An open database: page size discovery, both metas, the active one, and bounds-checked
+//! page access (Go: `db.mmap`, `db.meta`, `db.page`, bb136 `db.go`).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::PageId;
+use crate::format::meta::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, Meta, MetaError};
+use crate::format::page::{PAGE_HEADER_SIZE, PageHeader, PageKind};
+
+use super::file::{Source, open_source};
+use super::node::Node;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// Take a shared flock and refuse a file that a writer holds (default: true).
+    pub lock: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { lock: true }
+    }
+}
+
+/// One of the two meta pages, decoded or the reason it is unusable.
+#[derive(Debug, Clone)]
+pub struct MetaSlot {
+    /// Byte offset of the meta page in the file.
+    pub offset: u64,
+    pub meta: Result<Meta, MetaError>,
+}
+
+impl MetaSlot {
+    pub fn valid(&self) -> Option<&Meta> {
+        self.meta.as_ref().ok()
+    }
+}
+
+/// A logical page in the file: header plus all its bytes (overflow pages included).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRef<'a> {
+    pub id: PageId,
+    pub header: PageHeader,
+    pub data: &'a [u8],
+}
+
+impl PageRef<'_> {
+    pub fn kind(&self) -> PageKind {
+        self.header.kind()
+    }
+}
+
+pub struct Db {
+    source: Source,
+    page_size: u32,
+    metas: [MetaSlot; 2],
+    active: usize,
+}
+
+impl Db {
+    pub fn open(path: impl AsRef<Path>, opts: OpenOptions) -> Result<Db> {
+        Db::from_source(open_source(path.as_ref(), opts.lock)?)
+    }
+
+    /// A database over bytes in memory (tests, fuzzing).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Db> {
+        Db::from_source(Source::Owned(bytes))
+    }
+
+    fn from_source(source: Source) -> Result<Db> {
+        let bytes = source.bytes();
+        let size = bytes.len() as u64;
+        if size < 2 * u64::from(MIN_PAGE_SIZE) {
+            return Err(Error::TooSmall { size });
+        }
+        let meta0 = Meta::parse(bytes).and_then(|m| m.validate().map(|()| m));
+        // Page size: meta 0's when valid; otherwise probe meta 1 at 1 KiB .. 16 MiB as
+        // bbolt >= 1.3.7 does (`getPageSizeFromSecondMeta`).
+        let page_size = match &meta0 {
+            Ok(m) => Some(m.page_size),
+            Err(_) => probe_meta1(bytes),
+        };
+        let Some(page_size) = page_size else {
+            return Err(Error::NoValidMeta {
+                meta0: meta0.unwrap_err(),
+                meta1: MetaError::NotFound,
+            });
+        };
+        let off1 = page_size as usize;
+        let meta1 = match bytes.get(off1..) {
+            None => Err(MetaError::Truncated),
+            Some(b) => Meta::parse(b).and_then(|m| {
+                m.validate()?;
+                if m.page_size != page_size {
+                    return Err(MetaError::PageSizeMismatch {
+                        found: m.page_size,
+                        expected: page_size,
+                    });
+                }
+                Ok(m)
+            }),
+        };
+        // `db.meta()`: the candidate is meta 1 only when its txid is strictly higher;
+        // fall back to the other one when the candidate is invalid.
+        let active = match (&meta0, &meta1) {
+            (Ok(m0), Ok(m1)) => usize::from(m1.txid > m0.txid),
+            (Ok(_), Err(_)) => 0,
+            (Err(_), Ok(_)) => 1,
+            (Err(e0), Err(e1)) => {
+                return Err(Error::NoValidMeta {
+                    meta0: e0.clone(),
+                    meta1: e1.clone(),
+                });
+            }
+        };
+        let metas = [
+            MetaSlot {
+                offset: 0,
+                meta: meta0,
+            },
+            MetaSlot {
+                offset: off1 as u64,
+                meta: meta1,
+            },
+        ];
+        Ok(Db {
+            source,
+            page_size,
+            metas,
+            active,
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.source.bytes()
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    pub fn metas(&self) -> &[MetaSlot; 2] {
+        &self.metas
+    }
+
+    /// Index (0 or 1) of the meta bbolt would use.
+    pub fn active_index(&self) -> usize {
+        self.active
+    }
+
+    pub fn meta(&self) -> &Meta {
+        self.metas[self.active]
+            .valid()
+            .expect("the active meta is valid by construction")
+    }
+
+    /// The high-water mark: pages `[0, hwm)` are in use.
+    pub fn hwm(&self) -> PageId {
+        self.meta().pgid
+    }
+
+    /// Whole pages the file holds.
+    pub fn file_pages(&self) -> u64 {
+        self.file_size() / u64::from(self.page_size)
+    }
+
+    /// Pages that exist both below the high-water mark and in the file: the bound for any
+    /// per-page table, so a hostile `pgid` cannot make us allocate.
+    pub fn addressable_pages(&self) -> u64 {
+        self.hwm().min(self.file_pages())
+    }
+
+    /// Byte offset of page `id`, when it fits in `u64`.
+    pub fn page_offset(&self, id: PageId) -> Option<u64> {
+        id.checked_mul(u64::from(self.page_size))
+    }
+
+    /// Byte offset in the file of a slice borrowed from this database.
+    pub fn offset_of(&self, s: &[u8]) -> u64 {
+        (s.as_ptr() as usize).wrapping_sub(self.bytes().as_ptr() as usize) as u64
+    }
+
+    /// The page that contains byte `offset`.
+    pub fn page_at(&self, offset: u64) -> PageId {
+        offset / u64::from(self.page_size)
+    }
+
+    /// Page `id` with its overflow, checked against the high-water mark and the file; the
+    /// header id must equal the position (bbolt >= 1.3.7 `fastCheck`).
+    pub fn page(&self, id: PageId) -> Result<PageRef<'_>> {
+        let hwm = self.hwm();
+        let off = self.page_offset(id).unwrap_or(u64::MAX);
+        if id >= hwm {
+            return Err(Error::corrupt(
+                id,
+                off,
+                format!("page id beyond the high-water mark {hwm}"),
+            ));
+        }
+        let bytes = self.bytes();
+        let ps = u64::from(self.page_size);
+        let head = bytes
+            .get(off as usize..)
+            .filter(|b| b.len() >= PAGE_HEADER_SIZE)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    id,
+                    off,
+                    format!(
+                        "page lies past the end of the file ({} bytes): truncated?",
+                        bytes.len()
+                    ),
+                )
+            })?;
+        let header = PageHeader::parse(head).map_err(|e| Error::corrupt(id, off, e.what))?;
+        if header.id != id {
+            return Err(Error::corrupt(
+                id,
+                off,
+                format!(
+                    "header says page {}, but the page sits at position {id}",
+                    header.id
+                ),
+            ));
+        }
+        let span = header.span();
+        if id.checked_add(span).is_none_or(|end| end > hwm) {
+            return Err(Error::corrupt(
+                id,
+                off + 12,
+                format!(
+                    "overflow {} runs past the high-water mark {hwm}",
+                    header.overflow
+                ),
+            ));
+        }
+        let len = span * ps;
+        let data = bytes
+            .get(off as usize..(off + len) as usize)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    id,
+                    off + 12,
+                    format!(
+                        "page with overflow {} runs past the end of the file ({} bytes): truncated?",
+                        header.overflow,
+                        bytes.len()
+                    ),
+                )
+            })?;
+        Ok(PageRef { id, header, data })
+    }
+
+    /// Page `id` as a branch or leaf node.
+    pub fn node(&self, id: PageId) -> Result<Node<'_>> {
+        let page = self.page(id)?;
+        Node::new(self, page.data, false)
+    }
+}
+
+/// Find meta 1 when meta 0 is unusable: try each page size bbolt allows.
+fn probe_meta1(bytes: &[u8]) -> Option<u32> {
+    let mut ps = MIN_PAGE_SIZE;
+    while ps <= MAX_PAGE_SIZE {
+        let b = bytes.get(ps as usize..)?;
+        if let Ok(m) = Meta::parse(b)
+            && m.validate().is_ok()
+            && m.page_size == ps
+        {
+            return Some(ps);
+        }
+        ps <<= 1;
+    }
+    None
+}

@@ -1,0 +1,261 @@
+//! The page map: what every page below the high-water mark is used for, which bucket owns
+//! it, and what the freelist says (Go's `tx.check` reachability, bb136 `tx.go`).
+
+use std::collections::HashMap;
+
+use crate::format::PageId;
+use crate::format::freelist::FreelistView;
+use crate::format::page::PageKind;
+
+use super::db::Db;
+use super::node::Node;
+use super::walk::{BucketInfo, Problem, Visitor, walk};
+
+/// What a physical page is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageUse {
+    /// Not reached from any meta, bucket or the freelist.
+    Unreached,
+    Meta,
+    Freelist,
+    Branch,
+    Leaf,
+    /// A continuation page of a larger logical page (branch, leaf or freelist).
+    Overflow,
+}
+
+/// How the free pages are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreelistKind {
+    /// A persisted freelist page lists them.
+    Page,
+    /// `NoFreelistSync` (meta freelist = 0xFFFFFFFFFFFFFFFF): every unreached page in
+    /// `[2, hwm)` is free, as bbolt's `freepages()` computes at open.
+    NotSynced,
+}
+
+/// The bucket paths in walk order, owned (for reports).
+pub type BucketPaths = Vec<Vec<Vec<u8>>>;
+
+pub struct PageMap {
+    pub uses: Vec<PageUse>,
+    /// Owning bucket index (walk order, root = 0) of branch/leaf/overflow pages.
+    pub owner: Vec<u32>,
+    /// Free per the freelist page, or derived for `NotSynced`.
+    pub free: Vec<bool>,
+    pub freelist_kind: FreelistKind,
+    /// Ids the freelist page lists (in file order), when there is one.
+    pub freelist_ids: Vec<PageId>,
+    pub buckets: BucketPaths,
+    pub problems: Vec<Problem>,
+}
+
+/// Page counts for `info`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PageCounts {
+    /// Pages `[0, hwm)`.
+    pub total: u64,
+    pub meta: u64,
+    pub freelist: u64,
+    pub branch: u64,
+    pub leaf: u64,
+    pub overflow: u64,
+    /// Reached from a meta, bucket tree or the freelist page.
+    pub reachable: u64,
+    /// Free (listed, or derived under NoFreelistSync).
+    pub free: u64,
+    /// Pending pages exist only in a live process's memory; on disk bbolt lists them with the
+    /// free ones, so this is always 0 for a file.
+    pub pending: u64,
+    /// Neither reachable nor free: leaked (only possible with a freelist page).
+    pub unreachable: u64,
+    /// Both reachable and listed free: corruption.
+    pub reachable_and_free: u64,
+}
+
+struct Mapper<'m> {
+    map: &'m mut PageMap,
+}
+
+impl<'a> Visitor<'a> for Mapper<'_> {
+    fn bucket(&mut self, b: &BucketInfo<'a>) {
+        self.map
+            .buckets
+            .push(b.path.iter().map(|p| p.to_vec()).collect());
+    }
+
+    fn page(&mut self, bucket: usize, node: &Node<'a>, _depth: usize, span: u64) {
+        let kind = if node.is_leaf() {
+            PageUse::Leaf
+        } else {
+            PageUse::Branch
+        };
+        for (i, p) in (node.page..node.page + span).enumerate() {
+            if let Some(u) = self.map.uses.get_mut(p as usize) {
+                *u = if i == 0 { kind } else { PageUse::Overflow };
+                self.map.owner[p as usize] = bucket as u32;
+            }
+        }
+    }
+
+    fn problem(&mut self, p: Problem) {
+        self.map.problems.push(p);
+    }
+}
+
+impl PageMap {
+    pub fn build(db: &Db) -> PageMap {
+        let n = db.addressable_pages() as usize;
+        let meta = *db.meta();
+        let mut map = PageMap {
+            uses: vec![PageUse::Unreached; n],
+            owner: vec![u32::MAX; n],
+            free: vec![false; n],
+            freelist_kind: if meta.has_freelist_page() {
+                FreelistKind::Page
+            } else {
+                FreelistKind::NotSynced
+            },
+            freelist_ids: Vec::new(),
+            buckets: Vec::new(),
+            problems: Vec::new(),
+        };
+        for p in 0..2.min(n) {
+            map.uses[p] = PageUse::Meta;
+        }
+        let mut premarked = vec![0, 1];
+        if meta.has_freelist_page() {
+            map.read_freelist(db, meta.freelist, &mut premarked);
+        }
+        walk(db, &premarked, &mut Mapper { map: &mut map });
+        if map.freelist_kind == FreelistKind::NotSynced {
+            for p in 2..n {
+                map.free[p] = map.uses[p] == PageUse::Unreached;
+            }
+        }
+        map
+    }
+
+    fn read_freelist(&mut self, db: &Db, id: PageId, premarked: &mut Vec<PageId>) {
+        let page = match db.page(id) {
+            Ok(p) => p,
+            Err(e) => return self.problems.push(Problem::from(e).with_prefix("freelist")),
+        };
+        let off = db.page_offset(id).unwrap_or(0);
+        if page.kind() != PageKind::Freelist {
+            self.problems.push(Problem {
+                page: id,
+                offset: off + 8,
+                what: format!(
+                    "freelist: meta points at a {} page, not a freelist page",
+                    page.kind()
+                ),
+            });
+            return;
+        }
+        if id < 2 {
+            return;
+        }
+        for (i, p) in (id..id + page.header.span()).enumerate() {
+            premarked.push(p);
+            if let Some(u) = self.uses.get_mut(p as usize) {
+                *u = if i == 0 {
+                    PageUse::Freelist
+                } else {
+                    PageUse::Overflow
+                };
+            }
+        }
+        let view = match FreelistView::parse(&page.header, page.data) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.problems.push(Problem {
+                    page: id,
+                    offset: off + e.offset as u64,
+                    what: format!("freelist: {}", e.what),
+                });
+            }
+        };
+        let mut seen: HashMap<PageId, ()> = HashMap::new();
+        let hwm = db.hwm();
+        for (i, pid) in view.ids().enumerate() {
+            let at = off + (view.ids_offset + 8 * i) as u64;
+            let bad = |what: String| Problem {
+                page: id,
+                offset: at,
+                what: format!("freelist entry {i}: page {pid}: {what}"),
+            };
+            if pid < 2 {
+                self.problems.push(bad("a meta page is listed free".into()));
+            } else if pid >= hwm {
+                self.problems
+                    .push(bad(format!("beyond the high-water mark {hwm}")));
+            } else if id <= pid && pid < id + page.header.span() {
+                self.problems
+                    .push(bad("the freelist lists its own page".into()));
+            } else if seen.insert(pid, ()).is_some() {
+                self.problems
+                    .push(bad("already freed (listed twice)".into()));
+            } else if let Some(f) = self.free.get_mut(pid as usize) {
+                *f = true;
+            }
+            self.freelist_ids.push(pid);
+        }
+    }
+
+    /// Page counts over `[0, hwm)` of the addressable pages.
+    pub fn counts(&self) -> PageCounts {
+        let mut c = PageCounts {
+            total: self.uses.len() as u64,
+            ..Default::default()
+        };
+        for (u, &free) in self.uses.iter().zip(&self.free) {
+            match u {
+                PageUse::Meta => c.meta += 1,
+                PageUse::Freelist => c.freelist += 1,
+                PageUse::Branch => c.branch += 1,
+                PageUse::Leaf => c.leaf += 1,
+                PageUse::Overflow => c.overflow += 1,
+                PageUse::Unreached => {}
+            }
+            let reached = *u != PageUse::Unreached;
+            c.reachable += u64::from(reached);
+            c.free += u64::from(free);
+            c.unreachable += u64::from(!reached && !free);
+            c.reachable_and_free += u64::from(reached && free);
+        }
+        c
+    }
+
+    /// The owning bucket's path of page `id`, if it belongs to a bucket tree.
+    pub fn owner_path(&self, id: PageId) -> Option<&[Vec<u8>]> {
+        let o = *self.owner.get(id as usize)?;
+        self.buckets.get(o as usize).map(|p| p.as_slice())
+    }
+
+    /// Runs of consecutive free pages: (first id, length), in page order.
+    pub fn free_runs(&self) -> Vec<(PageId, u64)> {
+        let mut runs = Vec::new();
+        let mut start = None;
+        for (i, &f) in self.free.iter().chain(std::iter::once(&false)).enumerate() {
+            match (f, start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    runs.push((s as PageId, (i - s) as u64));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        runs
+    }
+}
+
+impl Problem {
+    fn with_prefix(mut self, prefix: &str) -> Problem {
+        self.what = format!("{prefix}: {}", self.what);
+        self
+    }
+}

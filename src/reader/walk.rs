@@ -1,0 +1,416 @@
+//! A depth-first walk over every bucket (nested and inline) and every page of the tree, that
+//! reports what is wrong and goes on. `check`, the page map and statistics are built on it.
+//!
+//! Nothing here trusts the file: page ids are checked against the high-water mark and the
+//! file, each physical page may be reached once (a second reach is reported and not
+//! descended, which also stops cycles), and nesting is bounded.
+
+use crate::error::Error;
+use crate::format::PageId;
+use crate::format::bucket::BucketHeader;
+use crate::format::element::LeafElement;
+use crate::format::page::PageKind;
+
+use super::cursor::MAX_TREE_DEPTH;
+use super::db::Db;
+use super::node::Node;
+
+/// Deeper bucket nesting than this is reported, not followed (keeps recursion bounded).
+pub const MAX_BUCKET_DEPTH: usize = 128;
+/// Bound on tree levels across all nested buckets together (recursion depth of the walk).
+pub const MAX_WALK_LEVELS: usize = 512;
+
+/// Something wrong in the file, located by page and byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub page: PageId,
+    pub offset: u64,
+    pub what: String,
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Problem {
+        match e {
+            Error::Corrupt { page, offset, what } => Problem { page, offset, what },
+            other => Problem {
+                page: 0,
+                offset: 0,
+                what: other.to_string(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "page {} (byte offset {}): {}",
+            self.page, self.offset, self.what
+        )
+    }
+}
+
+/// A bucket as the walk meets it.
+#[derive(Debug, Clone)]
+pub struct BucketInfo<'a> {
+    /// Index in walk order; the root bucket is 0.
+    pub index: usize,
+    pub parent: Option<usize>,
+    /// Names from the top; empty for the root bucket.
+    pub path: Vec<&'a [u8]>,
+    pub header: BucketHeader,
+    /// Size of the bucket value for an inline bucket (header + page image).
+    pub inline_len: Option<usize>,
+}
+
+/// Callbacks of [`walk`]. Every method has an empty default.
+pub trait Visitor<'a> {
+    fn bucket(&mut self, _b: &BucketInfo<'a>) {}
+    /// A branch or leaf page of bucket `bucket`, at `depth` (0 = the bucket's root page).
+    fn page(&mut self, _bucket: usize, _node: &Node<'a>, _depth: usize, _span: u64) {}
+    fn entry(&mut self, _bucket: usize, _node: &Node<'a>, _e: &LeafElement<'a>) {}
+    fn problem(&mut self, _p: Problem) {}
+}
+
+/// Walk the whole tree from the active meta's root. `premarked` pages (metas, the freelist)
+/// count as already reached, so a bucket page overlapping them is reported.
+pub fn walk<'a>(db: &'a Db, premarked: &[PageId], v: &mut impl Visitor<'a>) {
+    let n = db.addressable_pages() as usize;
+    let mut w = Walker {
+        db,
+        seen: vec![false; n],
+        next_bucket: 0,
+        levels: 0,
+        v,
+    };
+    for &p in premarked {
+        if let Some(s) = w.seen.get_mut(p as usize) {
+            *s = true;
+        }
+    }
+    let root = BucketInfo {
+        index: 0,
+        parent: None,
+        path: Vec::new(),
+        header: db.meta().root,
+        inline_len: None,
+    };
+    w.next_bucket = 1;
+    w.v.bucket(&root);
+    let at = db.metas()[db.active_index()].offset + 32;
+    w.paged_bucket(&root, at, 0);
+}
+
+struct Walker<'a, 'v, V> {
+    db: &'a Db,
+    seen: Vec<bool>,
+    next_bucket: usize,
+    levels: usize,
+    v: &'v mut V,
+}
+
+/// Key bounds a subtree must respect: `lo <= key < hi`.
+#[derive(Clone, Copy)]
+struct Bounds<'a> {
+    lo: Option<&'a [u8]>,
+    hi: Option<&'a [u8]>,
+}
+
+impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
+    fn problem(&mut self, page: PageId, offset: u64, what: impl Into<String>) {
+        self.v.problem(Problem {
+            page,
+            offset,
+            what: what.into(),
+        });
+    }
+
+    fn paged_bucket(&mut self, b: &BucketInfo<'a>, value_offset: u64, nesting: usize) {
+        let root = b.header.root;
+        if root < 2 {
+            self.problem(
+                self.db.page_at(value_offset),
+                value_offset,
+                format!(
+                    "bucket {} has root page {root}, a meta page",
+                    show_path(&b.path)
+                ),
+            );
+            return;
+        }
+        self.tree(b, root, 0, Bounds { lo: None, hi: None }, nesting);
+    }
+
+    /// Mark `span` physical pages from `id` reached; false when any already was.
+    fn mark(&mut self, id: PageId, span: u64) -> bool {
+        let mut fresh = true;
+        for p in id..id.saturating_add(span) {
+            match self.seen.get_mut(p as usize) {
+                Some(s) if *s => {
+                    fresh = false;
+                    let off = self.db.page_offset(p).unwrap_or(u64::MAX);
+                    self.problem(
+                        p,
+                        off,
+                        "multiple references: page reached twice (shared child, overlap or cycle)",
+                    );
+                }
+                Some(s) => *s = true,
+                None => {}
+            }
+        }
+        fresh
+    }
+
+    fn tree(
+        &mut self,
+        b: &BucketInfo<'a>,
+        id: PageId,
+        depth: usize,
+        bounds: Bounds<'a>,
+        nesting: usize,
+    ) {
+        let db = self.db;
+        if depth > MAX_TREE_DEPTH || self.levels >= MAX_WALK_LEVELS {
+            let off = db.page_offset(id).unwrap_or(u64::MAX);
+            self.problem(
+                id,
+                off,
+                "tree too deep (more than 64 levels in a bucket, or 512 in all)",
+            );
+            return;
+        }
+        self.levels += 1;
+        self.tree_page(b, id, depth, bounds, nesting);
+        self.levels -= 1;
+    }
+
+    fn tree_page(
+        &mut self,
+        b: &BucketInfo<'a>,
+        id: PageId,
+        depth: usize,
+        bounds: Bounds<'a>,
+        nesting: usize,
+    ) {
+        let db = self.db;
+        let page = match db.page(id) {
+            Ok(p) => p,
+            Err(e) => return self.v.problem(e.into()),
+        };
+        if !self.mark(id, page.header.span()) {
+            return;
+        }
+        if !matches!(page.kind(), PageKind::Branch | PageKind::Leaf) {
+            let off = db.page_offset(id).unwrap_or(0) + 8;
+            self.problem(
+                id,
+                off,
+                format!(
+                    "invalid type: {} page inside bucket {}",
+                    page.kind(),
+                    show_path(&b.path)
+                ),
+            );
+            return;
+        }
+        let node = match Node::new(db, page.data, false) {
+            Ok(n) => n,
+            Err(e) => return self.v.problem(e.into()),
+        };
+        self.v.page(b.index, &node, depth, page.header.span());
+        self.node(b, &node, depth, bounds, nesting);
+    }
+
+    /// Elements of a node: key order and bounds, then children / entries.
+    fn node(
+        &mut self,
+        b: &BucketInfo<'a>,
+        node: &Node<'a>,
+        depth: usize,
+        bounds: Bounds<'a>,
+        nesting: usize,
+    ) {
+        if node.count() == 0 && !node.is_leaf() {
+            self.problem(node.page, node.base + 10, "branch page with no elements");
+        }
+        let mut prev: Option<&'a [u8]> = None;
+        for i in 0..node.count() {
+            let key = if node.is_leaf() {
+                node.leaf(i).map(|e| e.key)
+            } else {
+                node.branch(i).map(|e| e.key)
+            };
+            let key = match key {
+                Ok(k) => k,
+                Err(e) => {
+                    self.v.problem(e.into());
+                    continue;
+                }
+            };
+            let at = node.element_offset(i);
+            self.key_order(node.page, at, i, key, prev, bounds);
+            prev = Some(key);
+            if node.is_leaf() {
+                let e = node.leaf(i).expect("read above");
+                self.v.entry(b.index, node, &e);
+                if e.is_bucket() {
+                    self.sub_bucket(b, node, &e, nesting + 1);
+                }
+            } else {
+                let child = node.branch(i).expect("read above").child;
+                let hi = if i + 1 < node.count() {
+                    node.branch(i + 1).ok().map(|e| e.key).or(bounds.hi)
+                } else {
+                    bounds.hi
+                };
+                if child < 2 {
+                    self.problem(
+                        node.page,
+                        at + 8,
+                        format!("branch element {i} points at meta page {child}"),
+                    );
+                    continue;
+                }
+                self.tree(b, child, depth + 1, Bounds { lo: Some(key), hi }, nesting);
+            }
+        }
+    }
+
+    fn key_order(
+        &mut self,
+        page: PageId,
+        at: u64,
+        i: usize,
+        key: &[u8],
+        prev: Option<&[u8]>,
+        bounds: Bounds<'_>,
+    ) {
+        if key.is_empty() {
+            self.problem(page, at, format!("element {i} has an empty key"));
+        }
+        if let Some(p) = prev
+            && key <= p
+        {
+            self.problem(
+                page,
+                at,
+                format!(
+                    "key[{i}]={} needs to be > than previous element {}",
+                    hexs(key),
+                    hexs(p)
+                ),
+            );
+        }
+        if let Some(lo) = bounds.lo
+            && key < lo
+        {
+            self.problem(
+                page,
+                at,
+                format!(
+                    "key[{i}]={} is below the key {} of the parent branch",
+                    hexs(key),
+                    hexs(lo)
+                ),
+            );
+        }
+        if let Some(hi) = bounds.hi
+            && key >= hi
+        {
+            self.problem(
+                page,
+                at,
+                format!(
+                    "key[{i}]={} needs to be < than key of the next element in ancestor {}",
+                    hexs(key),
+                    hexs(hi)
+                ),
+            );
+        }
+    }
+
+    fn sub_bucket(
+        &mut self,
+        parent: &BucketInfo<'a>,
+        node: &Node<'a>,
+        e: &LeafElement<'a>,
+        nesting: usize,
+    ) {
+        let db = self.db;
+        let at = db.offset_of(e.value);
+        if nesting > MAX_BUCKET_DEPTH {
+            self.problem(
+                node.page,
+                at,
+                format!("buckets nested deeper than {MAX_BUCKET_DEPTH}"),
+            );
+            return;
+        }
+        let header = match BucketHeader::parse(e.value) {
+            Ok(h) => h,
+            Err(err) => return self.problem(node.page, at, err.what),
+        };
+        if node.inline {
+            self.problem(
+                node.page,
+                at,
+                "inline bucket holds a sub-bucket (bbolt never writes this)",
+            );
+        }
+        let mut path = parent.path.clone();
+        path.push(e.key);
+        let info = BucketInfo {
+            index: self.next_bucket,
+            parent: Some(parent.index),
+            path,
+            header,
+            inline_len: header.is_inline().then_some(e.value.len()),
+        };
+        self.next_bucket += 1;
+        self.v.bucket(&info);
+        if header.is_inline() {
+            match super::cursor::Bucket::open(db, e.value) {
+                Err(err) => self.v.problem(err.into()),
+                Ok(_) => {
+                    let inl = Node::new(db, crate::format::bucket::inline_page(e.value), true)
+                        .expect("checked by Bucket::open");
+                    self.node(&info, &inl, 0, Bounds { lo: None, hi: None }, nesting);
+                }
+            }
+        } else {
+            if e.value.len() != crate::format::bucket::BUCKET_HEADER_SIZE {
+                self.problem(
+                    node.page,
+                    at,
+                    format!(
+                        "bucket value of a paged bucket is {} bytes, not 16",
+                        e.value.len()
+                    ),
+                );
+            }
+            self.paged_bucket(&info, at, nesting);
+        }
+    }
+}
+
+/// Hex of a key, cut to 64 bytes for messages.
+pub fn hexs(b: &[u8]) -> String {
+    let mut s = crate::report::hex(&b[..b.len().min(64)]);
+    if b.len() > 64 {
+        s.push_str(&format!("…({} bytes)", b.len()));
+    }
+    s
+}
+
+/// A bucket path for messages: names as text where printable, hex otherwise.
+pub fn show_path(path: &[&[u8]]) -> String {
+    if path.is_empty() {
+        return "<root>".into();
+    }
+    path.iter()
+        .map(|p| crate::report::text_or_hex(p))
+        .collect::<Vec<_>>()
+        .join("/")
+}
