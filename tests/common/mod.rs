@@ -1,0 +1,138 @@
+//! Shared test support: fixtures, the Go bbolt peer (`tests/peer/boltpeer`), and our own
+//! logical dump in the peer's format.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use boltpack::reader::visit_all;
+use boltpack::report::hex;
+use boltpack::{Bucket, Db, OpenOptions};
+use sha2::Digest;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Committed fixtures made by real bbolt: (name, path of NAME.db).
+pub fn bbolt_fixtures() -> Vec<(String, PathBuf)> {
+    let dir = repo().join("testdata/bbolt");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .expect("testdata/bbolt")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let name = p.file_name()?.to_str()?.strip_suffix(".db")?.to_string();
+            Some((name, p))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn require_peers() -> bool {
+    std::env::var("BOLTPACK_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+pub fn open(path: &Path) -> Db {
+    Db::open(path, OpenOptions { lock: false })
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    hex(&sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Our logical dump in `boltpeer dump`'s exact format (see testdata/bbolt/README.md).
+pub fn logical_dump(db: &Db) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut path = Vec::new();
+    visit_all(Bucket::root_of(db), &mut path, &mut |path, e, sub| {
+        let hp: Vec<String> = path.iter().map(|p| format!("\"{}\"", hex(p))).collect();
+        if let Some(sub) = sub {
+            let mut full = hp.clone();
+            full.push(format!("\"{}\"", hex(e.key)));
+            out.push(format!(
+                "{{\"bucket\":[{}],\"seq\":{}}}",
+                full.join(","),
+                sub.sequence()
+            ));
+        } else {
+            out.push(format!(
+                "{{\"bucket\":[{}],\"key\":\"{}\",\"len\":{},\"sha256\":\"{}\"}}",
+                hp.join(","),
+                hex(e.key),
+                e.value.len(),
+                hex(&sha2::Sha256::digest(e.value))
+            ));
+        }
+        Ok(())
+    })
+    .expect("walk");
+    out
+}
+
+/// Compare line lists, reporting the first difference.
+pub fn assert_lines_eq(ours: &[String], theirs: &[String], what: &str) {
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert_eq!(a, b, "{what}: first difference at line {i}");
+    }
+    assert_eq!(ours.len(), theirs.len(), "{what}: line counts differ");
+}
+
+/// Why the Go peer is unavailable, or its binary.
+pub fn boltpeer() -> Result<PathBuf, String> {
+    static PEER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PEER.get_or_init(build_boltpeer).clone()
+}
+
+fn build_boltpeer() -> Result<PathBuf, String> {
+    let bbolt_src = Path::new("/usr/share/gocode/src/go.etcd.io/bbolt");
+    if !bbolt_src.exists() {
+        return Err(
+            "Go bbolt source missing (apt-get install golang-github-coreos-bbolt-dev)".into(),
+        );
+    }
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("peer");
+    std::fs::create_dir_all(tmp.join("gopath")).map_err(|e| e.to_string())?;
+    let out = tmp.join("boltpeer");
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg("./tests/peer/boltpeer")
+        .current_dir(repo())
+        .env("GO111MODULE", "off")
+        .env(
+            "GOPATH",
+            format!("{}:/usr/share/gocode", tmp.join("gopath").display()),
+        )
+        .env("GOCACHE", tmp.join("gocache"))
+        .env("GOFLAGS", "-mod=mod")
+        .env_remove("GOFLAGS")
+        .status()
+        .map_err(|e| format!("go not runnable ({e}): apt-get install golang-go"))?;
+    if !status.success() {
+        return Err(format!("go build of tests/peer/boltpeer failed: {status}"));
+    }
+    Ok(out)
+}
+
+/// Run the Go peer; stdout on success.
+pub fn run_peer(args: &[&std::ffi::OsStr]) -> Result<String, String> {
+    let peer = boltpeer()?;
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(&peer)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "boltpeer {:?} failed: {}: {}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8(out.stdout).expect("utf8"))
+}
