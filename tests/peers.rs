@@ -182,7 +182,12 @@ fn etcd_committed_trials() -> Vec<Trial> {
     let dir = repo().join("testdata/etcd");
     let facts = json_file(&dir.join("expected/facts.json"));
     let mut v = Vec::new();
-    for file in ["get-current.json", "get-current-minus-1.json", "get-mid.json", "get-compacted.json"] {
+    for file in [
+        "get-current.json",
+        "get-current-minus-1.json",
+        "get-mid.json",
+        "get-compacted.json",
+    ] {
         let rev = facts["revisions_of_expected_gets"][file].as_i64().unwrap();
         for db in ["db", "snapshot.db"] {
             let (dir, file) = (dir.clone(), file.to_string());
@@ -250,6 +255,74 @@ fn live_etcd_trial() -> Trial {
     })
 }
 
+/// A running etcd holds an exclusive flock on its db: boltpack must refuse it (exit 4).
+fn live_etcd_lock_trial() -> Trial {
+    Trial::test("live_etcd::refuses_db_of_running_etcd", || {
+        let work = tempfile::tempdir()?;
+        let script = format!(
+            "set -euo pipefail; source '{lib}'; etcd_restore_and_start '{db}' '{w}' >/dev/null; \
+             set +e; '{bp}' info '{w}/data/member/snap/db' >/dev/null 2>'{w}/err'; echo $?; \
+             '{bp}' check --no-lock '{w}/data/member/snap/db' >/dev/null 2>&1; echo $?",
+            lib = repo().join("tests/peer/etcd-lib.sh").display(),
+            db = repo().join("testdata/etcd/db").display(),
+            w = work.path().display(),
+            bp = env!("CARGO_BIN_EXE_boltpack"),
+        );
+        let out = Command::new("timeout")
+            .args(["120", "bash", "-c", &script])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let codes: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            codes.first().copied(),
+            Some("4"),
+            "exit code while etcd runs: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = std::fs::read_to_string(work.path().join("err"))?;
+        assert!(err.contains("locked by another process"), "{err}");
+        // --no-lock reads it anyway (a live db may be mid-write; here it is idle).
+        assert_eq!(codes.get(1).copied(), Some("0"), "{text}");
+        Ok(())
+    })
+}
+
+/// The freelist count escape (>= 0xFFFF ids): ~280 MiB, made by real bbolt on demand.
+fn live_large_trial() -> Trial {
+    Trial::test("live_go::large::many_free", || {
+        let dir = tempfile::tempdir()?;
+        let out = Command::new("bash")
+            .arg(repo().join("testdata/make-bbolt-fixtures.sh"))
+            .arg("--large")
+            .arg(dir.path())
+            .env("BOLTPEER", boltpeer()?)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "make-bbolt-fixtures.sh --large: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        let db = dir.path().join("many-free.db");
+        let d = open(&db);
+        let page = d.page(d.meta().freelist)?;
+        assert_eq!(
+            page.header.count, 0xFFFF,
+            "the fixture must use the count escape"
+        );
+        drop(d);
+        let b = dir.path().join("many-free");
+        let b = b.display();
+        compare_with_go(
+            &db,
+            &read_lines(Path::new(&format!("{b}.dump.jsonl"))),
+            &json_file(Path::new(&format!("{b}.stats.json"))),
+            &json_file(Path::new(&format!("{b}.meta.json"))),
+        )
+    })
+}
+
 fn etcd_available() -> Result<(), String> {
     for bin in ["etcd", "etcdctl"] {
         if Command::new(bin)
@@ -309,6 +382,10 @@ fn main() {
         trials.push(t.with_ignored_flag(avail.is_err()));
     }
     trials.push(etcd_trial.with_ignored_flag(etcd_go.is_err()));
+    trials.push(live_etcd_lock_trial().with_ignored_flag(etcd.is_err()));
+    // Large generated fixtures only when asked (CI sets it): they take minutes and 280 MiB.
+    let large = std::env::var("BOLTPACK_LARGE_FIXTURES").is_ok_and(|v| v == "1");
+    trials.push(live_large_trial().with_ignored_flag(go.is_err() || !large));
 
     for (what, r) in [
         ("Go bbolt peer", go.as_ref().map(|_| ())),

@@ -1,0 +1,242 @@
+//! The `boltpack` binary as a user runs it: output, exit codes (README "Exit codes"),
+//! lock refusal, and inputs left byte-identical.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{bbolt_fixtures, repo, sha256_file};
+use serde_json::Value;
+
+fn boltpack(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_boltpack"))
+        .args(args)
+        .output()
+        .expect("run boltpack")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("testdata").join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stdout_json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn info_reports_metas_and_pages() {
+    let db = fixture("bbolt/flat.db");
+    let o = boltpack(&["info", "--json", s(&db)]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = stdout_json(&o);
+    assert_eq!(v["page_size"], 4096);
+    assert_eq!(v["hwm"], 61);
+    assert_eq!(v["pages"]["free"], 27);
+    assert_eq!(v["freelist"], "page");
+    assert_eq!(
+        v["metas"][v["active_meta"].as_u64().unwrap() as usize]["txid"],
+        6
+    );
+    assert_eq!(v["metas"][0]["valid"], true);
+
+    let o = boltpack(&["info", s(&fixture("etcd/db"))]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("page size      4096"), "{text}");
+    assert!(text.contains("NoFreelistSync"), "{text}");
+}
+
+#[test]
+fn snapshot_trailer_is_reported_as_bytes_past_the_high_water_mark() {
+    let o = boltpack(&["info", s(&fixture("etcd/snapshot.db"))]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(32 bytes past it"));
+}
+
+#[test]
+fn check_is_clean_on_every_fixture_and_inputs_stay_unchanged() {
+    let mut files: Vec<PathBuf> = bbolt_fixtures().into_iter().map(|(_, p)| p).collect();
+    files.push(fixture("etcd/db"));
+    files.push(fixture("etcd/snapshot.db"));
+    for f in files {
+        let before = sha256_file(&f);
+        let o = boltpack(&["check", s(&f)]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok:"));
+        for args in [
+            &["info", "--json"][..],
+            &["dump", "--hash-values"],
+            &["pages"],
+            &["page"],
+        ] {
+            let mut a = args.to_vec();
+            a.push(s(&f));
+            if args == ["page"] {
+                a.push("2");
+            }
+            let o = boltpack(&a);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{a:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        assert_eq!(before, sha256_file(&f), "{} was modified", f.display());
+    }
+}
+
+#[test]
+fn check_reports_page_and_offset_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("bbolt/flat.db");
+    let mut bytes = std::fs::read(&src).unwrap();
+    // Give the root page (meta says 59) a wrong header id.
+    let root = 59usize;
+    bytes[root * 4096] ^= 0x40;
+    let bad = dir.path().join("bad.db");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = boltpack(&["check", s(&bad)]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains(&format!("page 59 (byte offset {})", 59 * 4096)),
+        "{out}"
+    );
+    let o = boltpack(&["check", "--json", s(&bad)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout_json(&o).as_array().is_some_and(|a| !a.is_empty()));
+}
+
+#[test]
+fn not_a_bbolt_file_and_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, vec![0x5a; 20000]).unwrap();
+    let o = boltpack(&["info", s(&junk)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no valid meta page"));
+
+    let tiny = dir.path().join("tiny");
+    std::fs::write(&tiny, b"hello").unwrap();
+    let o = boltpack(&["check", s(&tiny)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("too small"));
+
+    let o = boltpack(&["info", s(&dir.path().join("nope"))]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such file"));
+
+    let o = boltpack(&["info"]);
+    assert_eq!(o.status.code(), Some(2), "usage error");
+}
+
+#[test]
+fn refuses_a_db_held_by_a_writer_unless_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::copy(fixture("bbolt/flat.db"), &db).unwrap();
+    // bbolt (and so etcd) holds an exclusive flock on an open read-write db.
+    let holder = std::fs::File::open(&db).unwrap();
+    holder.lock().unwrap();
+    let o = boltpack(&["info", s(&db)]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("locked by another process"));
+    let o = boltpack(&["info", "--no-lock", s(&db)]);
+    assert_eq!(o.status.code(), Some(0));
+    holder.unlock().unwrap();
+    assert_eq!(boltpack(&["info", s(&db)]).status.code(), Some(0));
+}
+
+#[test]
+fn dump_prints_json_lines_in_key_order() {
+    let db = fixture("bbolt/flat.db");
+    let o = boltpack(&["dump", s(&db), "flat"]);
+    assert_eq!(o.status.code(), Some(0));
+    let lines: Vec<Value> = o
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2000);
+    let keys: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(lines[0]["bucket"], serde_json::json!(["flat"]));
+
+    // Binary names and values come as {"hex": ...}.
+    let o = boltpack(&["dump", s(&fixture("bbolt/nested.db"))]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains(r#"{"bucket":[{"hex":"00ff1080"}],"inline":true,"#)
+            || text.contains(r#""hex":"00ff1080""#)
+    );
+
+    let o = boltpack(&["dump", s(&db), "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no bucket nope"));
+}
+
+#[test]
+fn dump_etcd_decodes_revisions_and_key_values() {
+    let o = boltpack(&["dump", "--etcd", s(&fixture("etcd/db")), "key"]);
+    assert_eq!(o.status.code(), Some(0));
+    let mut last = (0, 0);
+    let mut tombstones = 0;
+    for l in o.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(l).unwrap();
+        let r = &v["revision"];
+        let rev = (r["main"].as_i64().unwrap(), r["sub"].as_i64().unwrap());
+        assert!(rev > last, "revisions ascend");
+        last = rev;
+        if r["tombstone"] == true {
+            tombstones += 1;
+        } else {
+            assert_eq!(v["kv"]["mod_revision"].as_i64().unwrap(), rev.0);
+        }
+    }
+    assert_eq!(last.0, 218, "the fixture's current revision");
+    assert!(tombstones > 0);
+}
+
+#[test]
+fn pages_lists_every_page_and_page_decodes_one() {
+    let db = fixture("bbolt/deletes.db");
+    let o = boltpack(&["pages", "--json", s(&db)]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = stdout_json(&o);
+    let pages = v.as_array().unwrap();
+    assert_eq!(pages.len(), 119);
+    let count = |k: &str| pages.iter().filter(|p| p["type"] == k).count();
+    assert_eq!(count("meta"), 2);
+    assert_eq!(count("freelist"), 1);
+    assert_eq!(count("free"), 59);
+    assert!(
+        pages
+            .iter()
+            .filter(|p| p["type"] == "leaf")
+            .all(|p| p["bucket"].is_string())
+    );
+
+    let o = boltpack(&["page", s(&db), "0"]);
+    let v = stdout_json(&o);
+    assert_eq!(v["type"], "meta");
+    assert_eq!(v["meta"]["magic"], "0xed0cdaed");
+    let o = boltpack(&["page", s(&db), "71"]);
+    assert_eq!(stdout_json(&o)["type"], "freelist");
+    let o = boltpack(&["page", s(&db), "100000"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("beyond the high-water mark"));
+}
