@@ -1,10 +1,16 @@
 //! etcd's MVCC schema inside bbolt: revision keys, `mvccpb.KeyValue` values (borrowed).
 
+pub mod hashkv;
+pub mod keyindex;
 pub mod kv;
+pub mod meta;
 pub mod revision;
+pub mod rules;
+pub mod snapshot;
 
 pub use kv::KeyValue;
 pub use revision::RevisionKey;
+pub use rules::Rules;
 
 /// Bucket names of etcd's schema (etcd@v3.4 `mvcc/kvstore.go`, 3.6 `schema/bucket.go`).
 pub const KEY_BUCKET: &[u8] = b"key";

@@ -1,0 +1,146 @@
+//! etcd's HashKV (`store.HashByRev`, etcd@v3.4.23 `mvcc/kvstore.go`; 3.5 `mvcc/hash.go`,
+//! 3.6 `storage/mvcc/hash.go`; reference B7), computed offline from the file.
+//!
+//! 1. `compact_revision` and the current revision are what etcd derives at start
+//!    ([`Revisions`]). `rev == 0` means the current revision.
+//! 2. Errors: `rev <= compact_revision` is "compacted" under etcd 3.4.23's rule (the
+//!    default; `rev < compact_revision` from 3.4.27 / 3.5.10, see
+//!    [`Rules::compacted_includes_compact_rev`]); `rev > current` is "future revision".
+//! 3. `keep = keep(rev)` from the [`KeyIndex`] (computed at `rev`, not at the compact
+//!    revision).
+//! 4. CRC-32C (Castagnoli) of `"key"`, then of each entry's key bytes (17 or 18, the
+//!    tombstone mark included) and value bytes, in bucket order, skipping entries with
+//!    `main > rev`, entries with `main <= compact_revision` that are not in a non-empty
+//!    `keep`, and (etcd >= 3.4.34 / >= 3.5.16 / 3.6 only) tombstones with
+//!    `main == compact_revision`.
+
+use crate::error::Error;
+use crate::etcd::keyindex::{KeyIndex, decode_entry};
+use crate::etcd::meta::{Revisions, key_bucket};
+use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
+use crate::reader::Db;
+
+/// The answer of `etcdctl endpoint hashkv --rev R`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct HashKv {
+    /// CRC-32C, as etcd's `HashKVResponse.hash`.
+    pub hash: u32,
+    /// etcd's `compact_revision` (-1 when never compacted).
+    pub compact_revision: i64,
+    /// The current revision (etcd's `header.revision`).
+    pub revision: i64,
+    /// The revision that was hashed (`--rev`, or the current revision).
+    pub hash_revision: i64,
+    /// The etcd release whose rules were applied.
+    pub rules: Rules,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashKvError {
+    #[error(
+        "revision {rev} has been compacted: the compact revision is {compact_revision} \
+         ({rules} answers \"mvcc: required revision has been compacted\" for rev {op} \
+         {compact_revision})"
+    )]
+    Compacted {
+        rev: i64,
+        compact_revision: i64,
+        rules: Rules,
+        op: &'static str,
+    },
+    #[error(
+        "revision {rev} is a future revision: the current revision is {current_revision} \
+         (etcd: \"mvcc: required revision is a future revision\")"
+    )]
+    FutureRevision { rev: i64, current_revision: i64 },
+    #[error("revision {rev} is negative")]
+    Negative { rev: i64 },
+    #[error(transparent)]
+    Read(#[from] Error),
+}
+
+/// HashKV at `rev` (0 = current) under `rules`.
+pub fn hash_kv(db: &Db, rev: i64, rules: &Rules) -> Result<HashKv, HashKvError> {
+    let (_, revs) = Revisions::read(db, rules)?;
+    hash_kv_with(db, &revs, rev, rules)
+}
+
+/// HashKV with the revisions already read.
+pub fn hash_kv_with(
+    db: &Db,
+    revs: &Revisions,
+    rev: i64,
+    rules: &Rules,
+) -> Result<HashKv, HashKvError> {
+    let (compact, current) = (revs.compacted, revs.current);
+    if rev < 0 {
+        return Err(HashKvError::Negative { rev });
+    }
+    let compacted = if rules.compacted_includes_compact_rev {
+        rev <= compact
+    } else {
+        rev < compact
+    };
+    if rev > 0 && compacted {
+        return Err(HashKvError::Compacted {
+            rev,
+            compact_revision: compact,
+            rules: *rules,
+            op: if rules.compacted_includes_compact_rev {
+                "<="
+            } else {
+                "<"
+            },
+        });
+    }
+    if rev > current {
+        return Err(HashKvError::FutureRevision {
+            rev,
+            current_revision: current,
+        });
+    }
+    let rev = if rev == 0 { current } else { rev };
+    let keep = KeyIndex::build(db, rev, rules)?.keep();
+
+    let mut h = crc32c::crc32c_append(0, KEY_BUCKET);
+    for e in key_bucket(db)?.iter() {
+        let e = e?;
+        let r = if e.is_bucket() {
+            decode_entry(db, e.key, e.value, true)?.0
+        } else {
+            RevisionKey::parse(e.key).map_err(|what| {
+                let at = db.offset_of(e.key);
+                Error::corrupt(db.page_at(at), at, format!("`key` bucket: {what}"))
+            })?
+        };
+        if r.main > rev {
+            continue;
+        }
+        if r.main <= compact && !keep.is_empty() && !keep.contains(&(r.main, r.sub)) {
+            continue;
+        }
+        if rules.hash_skips_tombstone_at_compact_rev && r.tombstone && r.main == compact {
+            continue;
+        }
+        h = crc32c::crc32c_append(h, e.key);
+        h = crc32c::crc32c_append(h, e.value);
+    }
+    Ok(HashKv {
+        hash: h,
+        compact_revision: compact,
+        revision: current,
+        hash_revision: rev,
+        rules: *rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32c_is_castagnoli_and_appends_like_go() {
+        // Go: crc32.Checksum([]byte("123456789"), crc32.MakeTable(crc32.Castagnoli))
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        let h = crc32c::crc32c_append(crc32c::crc32c_append(0, b"1234"), b"56789");
+        assert_eq!(h, 0xe306_9283);
+    }
+}

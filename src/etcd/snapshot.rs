@@ -1,0 +1,191 @@
+//! `snapshot status` for etcd snapshot files (reference B9, B7 "Other hashes"), and the
+//! SHA-256 trailer that `etcdctl snapshot save` appends.
+//!
+//! etcd's `snapshot status` (3.4 `clientv3/snapshot/v3_snapshot.go: Status`; 3.6
+//! `etcdutl/snapshot/v3_snapshot.go`) opens the file with bbolt, runs `tx.Check()`, then
+//! hashes with CRC-32C, for every root bucket in order, the bucket name and every `k, v` of
+//! that bucket (a sub-bucket entry contributes its key only, as Go's `ForEach` gives it a
+//! nil value). `revision` is the main of the last `key` entry; `totalKey` counts every
+//! `k, v` of every bucket in 3.4 and 3.5, and the user keys whose newest entry is not a
+//! tombstone in 3.6; `totalSize` is `tx.Size()` = high-water mark × page size. It does
+//! not look at the SHA-256 trailer: only `snapshot restore` does.
+
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+use crate::etcd::keyindex::KeyIndex;
+use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
+use crate::reader::{Bucket, Db};
+
+/// Length of the trailer: a SHA-256.
+pub const TRAILER_LEN: usize = 32;
+/// `hasChecksum`: a file whose size % 512 == 32 carries the trailer (etcd@v3.4
+/// `clientv3/snapshot`, "512 is the minimum disk sector size").
+pub const SECTOR: u64 = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrailerState {
+    /// size % 512 != 32: no trailer (a plain member db). `snapshot restore` needs
+    /// `--skip-hash-check` for it.
+    Absent,
+    /// The trailer equals the SHA-256 of everything before it.
+    Valid,
+    /// The trailer does not match: `snapshot restore` fails with "expected sha256 …".
+    Invalid,
+}
+
+/// The SHA-256 trailer, as `snapshot restore` checks it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Trailer {
+    pub state: TrailerState,
+    /// The stored trailer (hex), when there is one.
+    pub stored_sha256: Option<String>,
+    /// SHA-256 of the bytes before the trailer (hex), when there is one.
+    pub computed_sha256: Option<String>,
+    /// Bytes the SHA-256 covers.
+    pub covered_bytes: Option<u64>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Detect and verify the trailer of the whole file `bytes`.
+pub fn trailer(bytes: &[u8]) -> Trailer {
+    let len = bytes.len() as u64;
+    if len % SECTOR != TRAILER_LEN as u64 {
+        return Trailer {
+            state: TrailerState::Absent,
+            stored_sha256: None,
+            computed_sha256: None,
+            covered_bytes: None,
+        };
+    }
+    let (body, stored) = bytes.split_at(bytes.len() - TRAILER_LEN);
+    let computed = sha2::Sha256::digest(body);
+    Trailer {
+        state: if computed.as_slice() == stored {
+            TrailerState::Valid
+        } else {
+            TrailerState::Invalid
+        },
+        stored_sha256: Some(hex(stored)),
+        computed_sha256: Some(hex(&computed)),
+        covered_bytes: Some(body.len() as u64),
+    }
+}
+
+/// `etcdctl snapshot status -w json`, field for field (3.4 / 3.5 meanings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EtcdctlStatus {
+    pub hash: u32,
+    pub revision: i64,
+    #[serde(rename = "totalKey")]
+    pub total_key: u64,
+    #[serde(rename = "totalSize")]
+    pub total_size: u64,
+}
+
+/// Everything `boltpack snapshot status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotStatus {
+    /// CRC-32C over every bucket (name, then each k, v), as etcd's `snapshot status`.
+    pub hash: u32,
+    /// Main revision of the last `key` entry (0 when the bucket is empty or absent).
+    pub revision: i64,
+    /// etcd 3.4 / 3.5 `totalKey`: every k/v (and sub-bucket entry) in every bucket.
+    pub total_key: u64,
+    /// etcd 3.6 `totalKey`: user keys whose newest entry is a put (live keys).
+    pub total_key_etcd36: u64,
+    /// `tx.Size()`: high-water mark × page size.
+    pub total_size: u64,
+    /// The file's length (with trailer and any bytes past the high-water mark).
+    pub file_size: u64,
+    pub trailer: Trailer,
+    /// Exactly the object `etcdctl snapshot status -w json` prints (3.4 / 3.5).
+    pub etcdctl: EtcdctlStatus,
+}
+
+/// Compute the status of `db` (the trailer from its bytes).
+pub fn status(db: &Db) -> Result<SnapshotStatus> {
+    let root = Bucket::root_of(db);
+    let mut h = 0u32;
+    let (mut revision, mut total_key) = (0i64, 0u64);
+    let mut has_key_bucket = false;
+    for e in root.iter() {
+        let e = e?;
+        if !e.is_bucket() {
+            let at = db.offset_of(e.key);
+            return Err(Error::corrupt(
+                db.page_at(at),
+                at,
+                "a plain key in the root bucket (etcd: \"cannot get hash of bucket\")",
+            ));
+        }
+        let b = Bucket::open(db, e.value)?;
+        h = crc32c::crc32c_append(h, e.key);
+        let is_key = e.key == KEY_BUCKET;
+        has_key_bucket |= is_key;
+        for kv in b.iter() {
+            let kv = kv?;
+            h = crc32c::crc32c_append(h, kv.key);
+            if !kv.is_bucket() {
+                h = crc32c::crc32c_append(h, kv.value);
+            }
+            if is_key {
+                revision = RevisionKey::parse(kv.key)
+                    .map_err(|what| {
+                        let at = db.offset_of(kv.key);
+                        Error::corrupt(db.page_at(at), at, format!("`key` bucket: {what}"))
+                    })?
+                    .main;
+            }
+            total_key += 1;
+        }
+    }
+    let live = if has_key_bucket {
+        KeyIndex::build(db, i64::MAX, &Rules::default())?.live_keys() as u64
+    } else {
+        0
+    };
+    let total_size = db.hwm().saturating_mul(u64::from(db.page_size()));
+    Ok(SnapshotStatus {
+        hash: h,
+        revision,
+        total_key,
+        total_key_etcd36: live,
+        total_size,
+        file_size: db.file_size(),
+        trailer: trailer(db.bytes()),
+        etcdctl: EtcdctlStatus {
+            hash: h,
+            revision,
+            total_key,
+            total_size,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailer_states() {
+        let body = vec![7u8; 1024];
+        assert_eq!(trailer(&body).state, TrailerState::Absent);
+        let mut f = body.clone();
+        f.extend_from_slice(&sha2::Sha256::digest(&body));
+        let t = trailer(&f);
+        assert_eq!(t.state, TrailerState::Valid);
+        assert_eq!(t.covered_bytes, Some(1024));
+        assert_eq!(t.stored_sha256, t.computed_sha256);
+        let n = f.len();
+        f[n - 1] ^= 1;
+        assert_eq!(trailer(&f).state, TrailerState::Invalid);
+        f[n - 1] ^= 1;
+        f[0] ^= 1;
+        assert_eq!(trailer(&f).state, TrailerState::Invalid);
+    }
+}
