@@ -4,6 +4,7 @@
 //! Rooms, with arrows pointing one way: [`format`] (byte layouts, no I/O) <- [`reader`]
 //! (mmap, metas, pages, cursors, walks) <- [`check`], [`etcd`] <- [`report`] <- the binary.
 
+pub mod analyze;
 pub mod check;
 pub mod error;
 pub mod etcd;

@@ -1,5 +1,6 @@
 //! Rendering for people and scripts: hex, printable text, tables, JSON.
 
+pub mod analyze;
 pub mod dump;
 pub mod info;
 pub mod pages;

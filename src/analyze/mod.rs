@@ -1,0 +1,101 @@
+//! `boltpack analyze`: per-bucket statistics (equal to Go bbolt's `Bucket.Stats()`) and
+//! file-level figures (page use, free runs, fill, a defragmented size estimate).
+//!
+//! # JSON (`boltpack analyze --json`)
+//!
+//! The field names below are stable; new fields may be added (an `etcd` section for the
+//! MVCC part is planned).
+//!
+//! - `file`: [`frag::FileFigures`]: `file_size`, `page_size`, `hwm`, `used_size`,
+//!   `past_hwm_bytes`; `live`, `free`, `unreachable` as `{pages, bytes}`; `free_runs`
+//!   `{count, largest, largest_at, histogram: [{min_len, max_len, runs, pages}]}`;
+//!   `free_by_tenth: [{first_page, end_page, free: {pages, bytes}, past_hwm: {pages,
+//!   bytes}}]`; `leaf_fill_pct`, `branch_fill_pct` (percent or null); `defrag_estimate
+//!   {method, pages, bytes, saving_bytes}`.
+//! - `total`: Go's `Bucket.Stats()` of the root bucket: the whole tree.
+//! - `buckets`: every bucket except the root, depth-first in key order (Go's order), each
+//!   [`BucketReport`]: `path_hex`, `name`, `nesting`, `inline`, `go` (Go's `Bucket.Stats()`
+//!   with Go's field names, sub-buckets aggregated in), `own` (same fields, this bucket's
+//!   pages only), `leaf_fill_pct`, `branch_fill_pct` (of `own`).
+//! - `problems`: how many problems the walks met; when not 0, run `boltpack check`.
+
+pub mod frag;
+pub mod stats;
+
+use serde::Serialize;
+
+use crate::reader::Db;
+use crate::reader::reach::PageMap;
+use crate::report::{hex, text_or_hex};
+
+use frag::FileFigures;
+use stats::{BucketFigures, BucketStats, Stats, bucket_stats};
+
+/// One bucket in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketReport {
+    /// Names from the top, lowercase hex: exact.
+    pub path_hex: Vec<String>,
+    /// Names joined with `/`, printable text as is, otherwise `0x` + hex: for people.
+    pub name: String,
+    /// 1 for a top-level bucket.
+    pub nesting: usize,
+    pub inline: bool,
+    /// Go's `Bucket.Stats()`: own figures plus all sub-buckets'.
+    pub go: BucketStats,
+    /// This bucket's own figures (its pages, or its inline image).
+    pub own: BucketStats,
+    /// `own.LeafInuse / own.LeafAlloc` in percent.
+    pub leaf_fill_pct: Option<f64>,
+    /// `own.BranchInuse / own.BranchAlloc` in percent.
+    pub branch_fill_pct: Option<f64>,
+}
+
+impl BucketReport {
+    fn new(b: &BucketFigures<'_>) -> BucketReport {
+        BucketReport {
+            path_hex: b.path.iter().map(|p| hex(p)).collect(),
+            name: b
+                .path
+                .iter()
+                .map(|p| text_or_hex(p))
+                .collect::<Vec<_>>()
+                .join("/"),
+            nesting: b.path.len(),
+            inline: b.is_inline(),
+            go: b.go,
+            own: b.own,
+            leaf_fill_pct: b.own.leaf_fill_pct(),
+            branch_fill_pct: b.own.branch_fill_pct(),
+        }
+    }
+}
+
+/// Everything `boltpack analyze` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    pub file: FileFigures,
+    /// Go's `Bucket.Stats()` of the root bucket (the whole tree).
+    pub total: BucketStats,
+    pub buckets: Vec<BucketReport>,
+    /// Problems met while walking; figures may be off when not 0 (see `boltpack check`).
+    pub problems: usize,
+}
+
+impl Analysis {
+    pub fn gather(db: &Db) -> Analysis {
+        let map = PageMap::build(db);
+        let stats = bucket_stats(db);
+        Analysis::from_parts(db, &map, &stats)
+    }
+
+    pub fn from_parts(db: &Db, map: &PageMap, stats: &Stats<'_>) -> Analysis {
+        Analysis {
+            file: FileFigures::gather(db, map, stats),
+            total: stats.root().go,
+            buckets: stats.listed().iter().map(BucketReport::new).collect(),
+            // The page map's walk is the stats walk plus the freelist checks.
+            problems: map.problems.len(),
+        }
+    }
+}
