@@ -76,6 +76,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Per-bucket statistics (Go's Bucket.Stats()) and file-level figures: page use,
+    /// free runs, fill, and an estimate of a defragmented copy's size.
+    Analyze {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
     /// One page decoded: header and elements (values in hex).
     Page {
         #[command(flatten)]
@@ -154,6 +162,16 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 json(&lines, &mut out)?;
             } else {
                 write!(out, "{}", render_page_lines(&lines)).map_err(io)?;
+            }
+            0
+        }
+        Cmd::Analyze { db, json: as_json } => {
+            let db = open(&db)?;
+            let a = boltpack::analyze::Analysis::gather(&db);
+            if as_json {
+                json(&a, &mut out)?;
+            } else {
+                write!(out, "{}", boltpack::report::analyze::render(&a)).map_err(io)?;
             }
             0
         }
