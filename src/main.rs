@@ -41,6 +41,25 @@ struct DbArg {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// etcd's HashKV of the key space at a revision, as `etcdctl endpoint hashkv --rev R`
+    /// answers it. Exit 1 when R is compacted or in the future.
+    Hashkv {
+        #[command(flatten)]
+        db: DbArg,
+        /// The revision to hash; 0 (the default) is the current revision.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        rev: i64,
+        /// Apply this etcd release's rules where releases differ (3.4.x, 3.5.x, 3.6.x).
+        #[arg(long, default_value = "3.4.23")]
+        etcd_version: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// etcd snapshot files (`etcdctl snapshot save` output, or a member db).
+    Snapshot {
+        #[command(subcommand)]
+        cmd: SnapshotCmd,
+    },
     /// Page size, both metas, the active one, freelist kind and page counts.
     Info {
         #[command(flatten)]
@@ -95,6 +114,19 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Hash, revision, total keys and size as `etcdctl snapshot status` prints them, and the
+    /// SHA-256 trailer checked as `snapshot restore` checks it. Exit 1 when the trailer does
+    /// not match or the file has structural problems.
+    Status {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn open(a: &DbArg) -> Result<Db, Error> {
     Db::open(&a.db, OpenOptions { lock: !a.no_lock })
 }
@@ -110,6 +142,48 @@ fn run(cli: Cli) -> Result<u8, Error> {
         v.write(out).map_err(io)
     };
     let code = match cli.cmd {
+        Cmd::Hashkv {
+            db,
+            rev,
+            etcd_version,
+            json: as_json,
+        } => {
+            let rules = boltpack::etcd::Rules::for_version(&etcd_version).map_err(Error::Usage)?;
+            let db = open(&db)?;
+            match boltpack::etcd::hashkv::hash_kv(&db, rev, &rules) {
+                Ok(h) if as_json => {
+                    json(&h, &mut out)?;
+                    0
+                }
+                Ok(h) => {
+                    write!(out, "{}", boltpack::report::etcd::render_hashkv(&h)).map_err(io)?;
+                    0
+                }
+                Err(boltpack::etcd::hashkv::HashKvError::Read(e)) => return Err(e),
+                Err(e) => {
+                    eprintln!("boltpack: {e}");
+                    EXIT_PROBLEMS
+                }
+            }
+        }
+        Cmd::Snapshot {
+            cmd: SnapshotCmd::Status { db, json: as_json },
+        } => {
+            let db = open(&db)?;
+            let report = boltpack::report::etcd::SnapshotReport::gather(&db)?;
+            if as_json {
+                json(&report, &mut out)?;
+            } else {
+                write!(out, "{}", report.render()).map_err(io)?;
+            }
+            match report.failure() {
+                Some(why) => {
+                    eprintln!("boltpack: {why}");
+                    EXIT_PROBLEMS
+                }
+                None => 0,
+            }
+        }
         Cmd::Info { db, json: as_json } => {
             let db = open(&db)?;
             let map = PageMap::build(&db);

@@ -228,3 +228,97 @@ fn trailer_detection() {
     bad[4096 + 100] ^= 1;
     assert_eq!(trailer(&bad).state, TrailerState::Invalid);
 }
+
+fn boltpack(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_boltpack"))
+        .args(args)
+        .output()
+        .expect("run boltpack")
+}
+
+#[test]
+fn cli_hashkv_and_exit_codes() {
+    let facts = json("facts.json");
+    let db = etcd_dir().join("snapshot.db");
+    let db = db.to_str().unwrap();
+    let o = boltpack(&["hashkv", db, "--rev", "211", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["hash"], facts["hashkv"]["mid"]["hash"]);
+    assert_eq!(v["compact_revision"], 166);
+    assert_eq!(v["revision"], 218);
+    assert_eq!(v["hash_revision"], 211);
+    assert_eq!(v["rules"]["version"], "3.4.23");
+
+    let o = boltpack(&["hashkv", db]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("hash              2313191320"), "{text}");
+
+    for (rev, what) in [
+        ("166", "compacted"),
+        ("219", "future revision"),
+        ("-3", "negative"),
+    ] {
+        let o = boltpack(&["hashkv", db, "--rev", rev]);
+        assert_eq!(o.status.code(), Some(1), "rev {rev}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(what), "rev {rev}: {err}");
+        assert!(o.stdout.is_empty());
+    }
+    let o = boltpack(&["hashkv", db, "--rev", "166", "--etcd-version", "3.5.10"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "3.5.10 may hash the compact revision"
+    );
+    let o = boltpack(&["hashkv", db, "--etcd-version", "4.0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let flat = repo().join("testdata/bbolt/flat.db");
+    let o = boltpack(&["hashkv", flat.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "not an etcd file");
+}
+
+#[test]
+fn cli_snapshot_status() {
+    let want = json("snapshot-status.json");
+    for f in FILES {
+        let p = etcd_dir().join(f);
+        let o = boltpack(&["snapshot", "status", p.to_str().unwrap(), "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{f}");
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["etcdctl"], want, "{f}");
+        assert_eq!(v["check_problems"], 0);
+        let state = if f == "db" { "absent" } else { "valid" };
+        assert_eq!(v["trailer"]["state"], state, "{f}");
+    }
+    let o = boltpack(&[
+        "snapshot",
+        "status",
+        etcd_dir().join("snapshot.db").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("hash              3374493795 (0xc922b063)"),
+        "{text}"
+    );
+    assert!(text.contains("sha256 trailer    valid"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = std::fs::read(etcd_dir().join("snapshot.db")).unwrap();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    let p = dir.path().join("bad.db");
+    std::fs::write(&p, &bad).unwrap();
+    let o = boltpack(&["snapshot", "status", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["trailer"]["state"], "invalid");
+    assert_eq!(v["etcdctl"], want);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("trailer does not match"));
+}

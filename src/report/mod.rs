@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod dump;
+pub mod etcd;
 pub mod info;
 pub mod pages;
 

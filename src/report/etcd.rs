@@ -1,0 +1,140 @@
+//! `boltpack hashkv` and `boltpack snapshot status`: rendering for people, and the JSON
+//! shapes (field names are stable).
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::etcd::hashkv::HashKv;
+use crate::etcd::snapshot::{SnapshotStatus, TrailerState, status};
+use crate::reader::Db;
+
+/// Human output of `hashkv`.
+pub fn render_hashkv(h: &HashKv) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "hash              {} (0x{:08x})", h.hash, h.hash);
+    let _ = writeln!(s, "hashed revision   {}", h.hash_revision);
+    let _ = writeln!(s, "compact revision  {}", h.compact_revision);
+    let _ = writeln!(s, "current revision  {}", h.revision);
+    let _ = writeln!(s, "rules             {}", h.rules);
+    s
+}
+
+/// `snapshot status`: the etcd status, the trailer, and our structural check (etcd's
+/// `snapshot status` refuses a file that fails `tx.Check()`).
+#[derive(Debug, Serialize)]
+pub struct SnapshotReport {
+    #[serde(flatten)]
+    pub status: SnapshotStatus,
+    /// Problems `boltpack check` finds (0 for a sound file).
+    pub check_problems: usize,
+}
+
+impl SnapshotReport {
+    pub fn gather(db: &Db) -> Result<SnapshotReport> {
+        let check_problems = crate::check::check(db).len();
+        Ok(SnapshotReport {
+            status: status(db)?,
+            check_problems,
+        })
+    }
+
+    /// Why the command should exit 1, if it should: a trailer that does not match, or a
+    /// file that fails the check.
+    pub fn failure(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.status.trailer.state == TrailerState::Invalid {
+            why.push(format!(
+                "the SHA-256 trailer does not match the file: `etcdctl snapshot restore` \
+                 would fail (expected sha256 {}, got {})",
+                self.status.trailer.stored_sha256.as_deref().unwrap_or("?"),
+                self.status
+                    .trailer
+                    .computed_sha256
+                    .as_deref()
+                    .unwrap_or("?"),
+            ));
+        }
+        if self.check_problems > 0 {
+            why.push(format!(
+                "{} structural problems (etcd's `snapshot status` fails its integrity check \
+                 on such a file); run `boltpack check` for the list",
+                self.check_problems
+            ));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    pub fn render(&self) -> String {
+        let st = &self.status;
+        let t = &st.trailer;
+        let mut s = String::new();
+        let _ = writeln!(s, "hash              {} (0x{:08x})", st.hash, st.hash);
+        let _ = writeln!(s, "revision          {}", st.revision);
+        let _ = writeln!(
+            s,
+            "total keys        {} (etcd 3.4/3.5 totalKey: every key/value of every bucket)",
+            st.total_key
+        );
+        let _ = writeln!(
+            s,
+            "live keys         {} (etcd 3.6 totalKey: user keys whose newest revision is a put)",
+            st.total_key_etcd36
+        );
+        let _ = writeln!(
+            s,
+            "total size        {} bytes (high-water mark x page size)",
+            st.total_size
+        );
+        let _ = writeln!(s, "file size         {} bytes", st.file_size);
+        let trailer = match t.state {
+            TrailerState::Absent => format!(
+                "absent (size % 512 = {}; restore needs --skip-hash-check)",
+                st.file_size % 512
+            ),
+            TrailerState::Valid => format!(
+                "valid: sha256 of the first {} bytes = {}",
+                t.covered_bytes.unwrap_or(0),
+                t.stored_sha256.as_deref().unwrap_or("")
+            ),
+            TrailerState::Invalid => format!(
+                "INVALID: stored {}, but sha256 of the first {} bytes is {}",
+                t.stored_sha256.as_deref().unwrap_or(""),
+                t.covered_bytes.unwrap_or(0),
+                t.computed_sha256.as_deref().unwrap_or("")
+            ),
+        };
+        let _ = writeln!(s, "sha256 trailer    {trailer}");
+        let _ = writeln!(
+            s,
+            "check             {}",
+            match self.check_problems {
+                0 => "ok".to_string(),
+                n => format!("{n} problems (boltpack check)"),
+            }
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::Rules;
+
+    #[test]
+    fn renders_hashkv() {
+        let h = HashKv {
+            hash: 0xdead_beef,
+            compact_revision: -1,
+            revision: 9,
+            hash_revision: 9,
+            rules: Rules::default(),
+        };
+        let s = render_hashkv(&h);
+        assert!(s.contains("3735928559 (0xdeadbeef)"), "{s}");
+        assert!(s.contains("compact revision  -1"), "{s}");
+        assert!(s.contains("etcd 3.4.23"), "{s}");
+    }
+}
