@@ -15,7 +15,9 @@
 //!    `main == compact_revision`.
 
 use crate::error::Error;
-use crate::etcd::keyindex::{KeyIndex, decode_entry};
+use std::collections::HashSet;
+
+use crate::etcd::keyindex::{KeyIndex, Rev, decode_entry};
 use crate::etcd::meta::{Revisions, key_bucket};
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
 use crate::reader::Db;
@@ -113,13 +115,7 @@ pub fn hash_kv_with(
                 Error::corrupt(db.page_at(at), at, format!("`key` bucket: {what}"))
             })?
         };
-        if r.main > rev {
-            continue;
-        }
-        if r.main <= compact && !keep.is_empty() && !keep.contains(&(r.main, r.sub)) {
-            continue;
-        }
-        if rules.hash_skips_tombstone_at_compact_rev && r.tombstone && r.main == compact {
+        if !hashed(&r, rev, compact, &keep, rules) {
             continue;
         }
         h = crc32c::crc32c_append(h, e.key);
@@ -134,8 +130,54 @@ pub fn hash_kv_with(
     })
 }
 
+/// Whether HashKV at `rev` hashes the `key` bucket entry `r` (`kvHasher.WriteKeyValue`).
+pub fn hashed(r: &RevisionKey, rev: i64, compact: i64, keep: &HashSet<Rev>, rules: &Rules) -> bool {
+    if r.main > rev {
+        return false;
+    }
+    // Revisions a compaction at `compact` deleted or will delete; no filter when `keep`
+    // is empty.
+    if r.main <= compact && !keep.is_empty() && !keep.contains(&(r.main, r.sub)) {
+        return false;
+    }
+    // 3.4.34+ / 3.5.16+ / 3.6: old and new compactions disagree on a tombstone at the
+    // compact revision, so it never counts.
+    !(rules.hash_skips_tombstone_at_compact_rev && r.tombstone && r.main == compact)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn rk(main: i64, sub: i64, tombstone: bool) -> RevisionKey {
+        RevisionKey {
+            main,
+            sub,
+            tombstone,
+        }
+    }
+
+    #[test]
+    fn entry_filter() {
+        let old = Rules::ETCD_3_4_23;
+        let new = Rules::for_version("3.6.0").unwrap();
+        let keep: HashSet<Rev> = [(4, 0), (6, 0)].into_iter().collect();
+        let none = HashSet::new();
+        // above rev: never
+        assert!(!hashed(&rk(8, 0, false), 7, 4, &keep, &old));
+        // above the compact revision: always
+        assert!(hashed(&rk(5, 0, true), 7, 4, &keep, &old));
+        // at or below it: only what keep holds, unless keep is empty
+        assert!(hashed(&rk(4, 0, false), 7, 4, &keep, &old));
+        assert!(!hashed(&rk(3, 0, false), 7, 4, &keep, &old));
+        assert!(!hashed(&rk(4, 1, false), 7, 4, &keep, &old));
+        assert!(hashed(&rk(3, 0, false), 7, 4, &none, &old));
+        // a tombstone at the compact revision (left by a new compaction): 3.6 skips it
+        assert!(hashed(&rk(4, 0, true), 7, 4, &none, &old));
+        assert!(!hashed(&rk(4, 0, true), 7, 4, &none, &new));
+        assert!(hashed(&rk(4, 0, false), 7, 4, &none, &new));
+    }
+
     #[test]
     fn crc32c_is_castagnoli_and_appends_like_go() {
         // Go: crc32.Checksum([]byte("123456789"), crc32.MakeTable(crc32.Castagnoli))

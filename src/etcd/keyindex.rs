@@ -264,6 +264,28 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_per_key_not_per_revision() {
+        // 100 000 revisions of two keys, with deletes: two small states, nothing per
+        // revision.
+        let mut ix = KeyIndex::new(50_000, &OLD);
+        for m in 2..100_002 {
+            let (key, tomb) = if m % 10 == 0 {
+                ("b", true)
+            } else if m % 10 == 5 {
+                ("b", false)
+            } else {
+                ("a", false)
+            };
+            ix.add(rk(m, 0, tomb), key.as_bytes());
+        }
+        assert_eq!((ix.len(), ix.entries), (2, 100_000));
+        assert!(std::mem::size_of::<KeyState>() <= 64);
+        assert_eq!(keep(&ix), vec![(49_999, 0)], "b was deleted at 50 000");
+        assert_eq!(ix.get(b"b").unwrap().deletions, 10_000);
+        assert_eq!(ix.live_keys(), 1);
+    }
+
+    #[test]
     fn lone_tombstone_restore() {
         let new = Rules::for_version("3.6.0").unwrap();
         // A file compacted by a new etcd may start a key with its tombstone at R.
