@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod format;
 pub mod reader;
 pub mod report;
+pub mod writer;
 
 pub use error::{Error, Result};
 pub use reader::{Bucket, Db, OpenOptions};

@@ -7,10 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use boltpack::etcd::compaction::TombstoneAtRev;
 use boltpack::reader::reach::PageMap;
 use boltpack::report::dump::{DumpOptions, dump};
 use boltpack::report::info::Info;
 use boltpack::report::pages::{page_detail, page_lines, render_page_lines};
+use boltpack::writer::compact::{CompactRequest, MvccRequest, compact_path};
+use boltpack::writer::{CompactOptions, FreelistMode};
 use boltpack::{Db, Error, OpenOptions};
 
 /// Exit codes (README, "Exit codes").
@@ -41,6 +44,50 @@ struct DbArg {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Write a defragmented copy; with --revision / --keep-revisions also compact etcd's
+    /// MVCC history as etcd would. SRC is opened read-only and never modified.
+    Compact {
+        /// The source db (read-only).
+        src: PathBuf,
+        /// The copy (written to a temp file in its folder, fsynced, verified, renamed).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// etcd files: compact MVCC history at this revision.
+        #[arg(long, conflicts_with = "keep_revisions")]
+        revision: Option<i64>,
+        /// etcd files: compact at current revision - N.
+        #[arg(long)]
+        keep_revisions: Option<i64>,
+        /// A tombstone exactly at the revision: keep (etcd >= 3.4.34 / 3.5.16 / 3.6, so
+        /// watchers at R still see the delete) or drop (older etcd).
+        #[arg(long, value_enum, default_value = "keep")]
+        tombstone_at_rev: TombstoneArg,
+        /// Fill pages up to this fraction. 1.0 (the default) packs densest, as bbolt's own
+        /// Compact does; etcd's defrag uses 0.9 to leave room so the next writes split fewer
+        /// pages.
+        #[arg(long, default_value_t = 1.0)]
+        fill_percent: f64,
+        /// Output page size (default: the source's).
+        #[arg(long)]
+        page_size: Option<u32>,
+        /// Persist a freelist page (sync) or not (none, as etcd on Linux). Default: as the source.
+        #[arg(long, value_enum)]
+        freelist: Option<FreelistArg>,
+        /// Write nothing; print the exact size the copy would have.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
+        /// Skip re-reading and checking the copy before the rename.
+        #[arg(long)]
+        no_verify: bool,
+        /// Do not take the shared lock on SRC (only for a copy known to be quiet).
+        #[arg(long)]
+        no_lock: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// etcd's HashKV of the key space at a revision, as `etcdctl endpoint hashkv --rev R`
     /// answers it. Exit 1 when R is compacted or in the future.
     Hashkv {
@@ -114,6 +161,18 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TombstoneArg {
+    Keep,
+    Drop,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FreelistArg {
+    Sync,
+    None,
+}
+
 #[derive(Subcommand)]
 enum SnapshotCmd {
     /// Hash, revision, total keys and size as `etcdctl snapshot status` prints them, and the
@@ -142,6 +201,53 @@ fn run(cli: Cli) -> Result<u8, Error> {
         v.write(out).map_err(io)
     };
     let code = match cli.cmd {
+        Cmd::Compact {
+            src,
+            output,
+            revision,
+            keep_revisions,
+            tombstone_at_rev,
+            fill_percent,
+            page_size,
+            freelist,
+            dry_run,
+            force,
+            no_verify,
+            no_lock,
+            json: as_json,
+        } => {
+            let mvcc = (revision.is_some() || keep_revisions.is_some()).then_some(MvccRequest {
+                revision,
+                keep_revisions,
+                rule: match tombstone_at_rev {
+                    TombstoneArg::Keep => TombstoneAtRev::Keep,
+                    TombstoneArg::Drop => TombstoneAtRev::Drop,
+                },
+            });
+            let report = compact_path(&CompactRequest {
+                src: &src,
+                dst: output.as_deref(),
+                opts: CompactOptions {
+                    fill_percent,
+                    page_size,
+                    freelist: freelist.map(|f| match f {
+                        FreelistArg::Sync => FreelistMode::Sync,
+                        FreelistArg::None => FreelistMode::None,
+                    }),
+                },
+                mvcc,
+                lock: !no_lock,
+                force,
+                verify: !no_verify,
+                dry_run,
+            })?;
+            if as_json {
+                json(&report, &mut out)?;
+            } else {
+                write!(out, "{}", report.render()).map_err(io)?;
+            }
+            0
+        }
         Cmd::Hashkv {
             db,
             rev,

@@ -1,5 +1,6 @@
 //! etcd's MVCC schema inside bbolt: revision keys, `mvccpb.KeyValue` values (borrowed).
 
+pub mod compaction;
 pub mod hashkv;
 pub mod keyindex;
 pub mod kv;

@@ -67,6 +67,10 @@ impl<'a> Bucket<'a> {
         Ok(Bucket { db, header, root })
     }
 
+    pub fn db(&self) -> &'a Db {
+        self.db
+    }
+
     pub fn header(&self) -> BucketHeader {
         self.header
     }

@@ -1,0 +1,117 @@
+//! etcd's MVCC compaction at revision R, as a plan the writer applies while copying
+//! (etcd@v3.4 `mvcc/key_index.go: compact`, `kvstore_compaction.go`; section B5 of the
+//! format reference).
+//!
+//! Per user key, what stays is every revision above R, plus the newest revision <= R of the
+//! generation live at R. A key whose newest revision <= R is a tombstone below R loses that
+//! whole generation, tombstone included. A tombstone exactly at R is kept by etcd >= 3.4.34 /
+//! 3.5.16 / 3.6 (watchers at R still see the delete) and dropped by older versions.
+//!
+//! Pass 1 (here) reads the `key` bucket up to R and keeps, per distinct user key, a borrowed
+//! key slice and its newest revision <= R. Pass 2 is the writer's copy, asking [`keeps`]
+//! about each entry. Memory grows with distinct keys, never with revisions.
+//!
+//! [`keeps`]: CompactionPlan::keeps
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::reader::{Bucket, Db};
+
+use super::{KEY_BUCKET, KeyValue, META_BUCKET, RevisionKey};
+
+/// `meta` bucket keys written by compaction (etcd@v3.4 `mvcc/kvstore.go`).
+pub const SCHEDULED_COMPACT_KEY: &[u8] = b"scheduledCompactRev";
+pub const FINISHED_COMPACT_KEY: &[u8] = b"finishedCompactRev";
+
+/// What to do with a tombstone whose revision is exactly the compaction revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TombstoneAtRev {
+    /// etcd >= 3.4.34 / 3.5.16 / 3.6: keep it, so watchers at R still see the delete.
+    #[default]
+    Keep,
+    /// Older etcd (including the 3.4.23 of Debian): drop it with its generation.
+    Drop,
+}
+
+fn etcd_buckets(db: &Db) -> Result<(Bucket<'_>, Bucket<'_>)> {
+    let root = Bucket::root_of(db);
+    let key = root.bucket(KEY_BUCKET)?;
+    let meta = root.bucket(META_BUCKET)?;
+    match (key, meta) {
+        (Some(k), Some(m)) => Ok((k, m)),
+        _ => Err(Error::Usage(
+            "not an etcd db (no `key` and `meta` buckets): MVCC compaction needs one".into(),
+        )),
+    }
+}
+
+fn bad_entry(db: &Db, at: &[u8], what: String) -> Error {
+    let off = db.offset_of(at);
+    Error::corrupt(db.page_at(off), off, format!("key bucket entry: {what}"))
+}
+
+pub struct CompactionPlan<'a> {
+    pub rev: i64,
+    pub rule: TombstoneAtRev,
+    db: &'a Db,
+    /// Per user key: its newest revision <= rev.
+    newest: HashMap<&'a [u8], RevisionKey>,
+}
+
+impl<'a> CompactionPlan<'a> {
+    /// Pass 1. `rev` must be <= the current revision (checked by the caller).
+    pub fn build(db: &'a Db, rev: i64, rule: TombstoneAtRev) -> Result<CompactionPlan<'a>> {
+        let (key, _) = etcd_buckets(db)?;
+        let mut newest = HashMap::new();
+        for e in key.iter() {
+            let e = e?;
+            let r = RevisionKey::parse(e.key).map_err(|m| bad_entry(db, e.key, m))?;
+            if r.main > rev {
+                break;
+            }
+            let kv = KeyValue::decode(e.value).map_err(|m| bad_entry(db, e.value, m))?;
+            newest.insert(kv.key, r);
+        }
+        Ok(CompactionPlan {
+            rev,
+            rule,
+            db,
+            newest,
+        })
+    }
+
+    /// Distinct user keys seen at or below the compaction revision.
+    pub fn keys(&self) -> usize {
+        self.newest.len()
+    }
+
+    /// Pass 2: does the `key` bucket entry (`key`, `value`) survive compaction?
+    pub fn keeps(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        let r = RevisionKey::parse(key).map_err(|m| bad_entry(self.db, key, m))?;
+        if r.main > self.rev {
+            return Ok(true);
+        }
+        let kv = KeyValue::decode(value).map_err(|m| bad_entry(self.db, value, m))?;
+        if self.newest.get(kv.key) != Some(&r) {
+            return Ok(false);
+        }
+        Ok(!r.tombstone || (self.rule == TombstoneAtRev::Keep && r.main == self.rev))
+    }
+
+    /// The `meta` entries to set: both compaction revisions = R (17-byte form), so a
+    /// restarted etcd reports R as compacted and resumes nothing (B6).
+    pub fn meta_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let r = RevisionKey {
+            main: self.rev,
+            sub: 0,
+            tombstone: false,
+        }
+        .to_bytes()
+        .to_vec();
+        vec![
+            (FINISHED_COMPACT_KEY.to_vec(), r.clone()),
+            (SCHEDULED_COMPACT_KEY.to_vec(), r),
+        ]
+    }
+}

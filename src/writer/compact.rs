@@ -1,0 +1,640 @@
+//! `compact`: copy every bucket of a source db through the bulk writer, optionally applying
+//! an etcd MVCC compaction plan, then write the metas, verify and commit atomically.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::etcd::KEY_BUCKET;
+use crate::etcd::compaction::CompactionPlan;
+use crate::format::PageId;
+use crate::format::bucket::{BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG};
+use crate::format::meta::PGID_NO_FREELIST;
+use crate::format::page::PAGE_HEADER_SIZE;
+use crate::reader::{Bucket, Db, OpenOptions, visit_all};
+
+use super::output::AtomicFile;
+use super::pages::{
+    LeafItem, MetaFields, PageSink, leaf_size, meta_page, write_empty_freelist, write_leaf,
+};
+use super::tree::TreeBuilder;
+
+/// Whether the copy persists a freelist page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreelistMode {
+    /// An (empty) freelist page, as bbolt writes by default.
+    Sync,
+    /// No freelist page, meta freelist = 0xFFFFFFFFFFFFFFFF (NoFreelistSync, etcd on Linux).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Fill leaves and branches up to this fraction of a page (0.1 ..= 1.0).
+    pub fill_percent: f64,
+    /// Output page size; `None` keeps the source's.
+    pub page_size: Option<u32>,
+    /// `None` keeps the source's mode.
+    pub freelist: Option<FreelistMode>,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            fill_percent: 1.0,
+            page_size: None,
+            freelist: None,
+        }
+    }
+}
+
+/// Changes applied while copying: an MVCC plan for the `key` bucket, and plain entries to
+/// set (insert or replace) in top-level buckets.
+#[derive(Default)]
+pub struct Transform<'a> {
+    pub plan: Option<&'a CompactionPlan<'a>>,
+    pub set: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompactSummary {
+    pub page_size: u32,
+    pub src_file_size: u64,
+    pub src_pages: u64,
+    pub dst_pages: u64,
+    pub dst_size: u64,
+    pub freelist: FreelistMode,
+    pub buckets: u64,
+    pub keys: u64,
+    /// `key` bucket entries removed by MVCC compaction.
+    pub revisions_removed: u64,
+    pub verified: bool,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+enum Item<'a> {
+    Plain(&'a [u8], &'a [u8]),
+    Sub(&'a [u8], Bucket<'a>),
+}
+
+/// The entries of bucket `b` (at `path`) after the transform, in key order. `f` returns
+/// false to stop early. Returns how many source entries the plan dropped.
+fn for_each_item<'a>(
+    t: &'a Transform<'a>,
+    path: &[&'a [u8]],
+    b: Bucket<'a>,
+    f: &mut dyn FnMut(Item<'a>) -> Result<bool>,
+) -> Result<u64> {
+    let top = (path.len() == 1).then(|| path[0]);
+    let plan = t.plan.filter(|_| top == Some(KEY_BUCKET));
+    let mut set = top
+        .and_then(|name| t.set.get(name))
+        .map(|m| m.iter().peekable());
+    let mut dropped = 0;
+    for e in b.iter() {
+        let e = e?;
+        if let Some(set) = set.as_mut() {
+            while let Some((k, v)) = set.next_if(|(k, _)| k.as_slice() <= e.key) {
+                if !f(Item::Plain(k, v))? {
+                    return Ok(dropped);
+                }
+            }
+        }
+        if let Some(set_map) = top.and_then(|name| t.set.get(name))
+            && set_map.contains_key(e.key)
+        {
+            continue; // replaced by the set entry emitted above
+        }
+        let keep = if e.is_bucket() {
+            f(Item::Sub(e.key, Bucket::open(b.db(), e.value)?))?
+        } else if let Some(plan) = plan
+            && !plan.keeps(e.key, e.value)?
+        {
+            dropped += 1;
+            true
+        } else {
+            f(Item::Plain(e.key, e.value))?
+        };
+        if !keep {
+            return Ok(dropped);
+        }
+    }
+    if let Some(set) = set.as_mut() {
+        for (k, v) in set {
+            if !f(Item::Plain(k, v))? {
+                break;
+            }
+        }
+    }
+    Ok(dropped)
+}
+
+struct Writer<'a, W: Write> {
+    sink: PageSink<W>,
+    t: &'a Transform<'a>,
+    threshold: usize,
+    inline_max: usize,
+    buckets: u64,
+    keys: u64,
+    dropped: u64,
+}
+
+impl<'a, W: Write> Writer<'a, W> {
+    /// bbolt's `Bucket.inlineable`: no sub-buckets and the leaf image fits in a quarter
+    /// page (bb136 bucket.go). Returns the inline bucket value when it applies.
+    fn inline_value(&self, path: &[&'a [u8]], b: Bucket<'a>) -> Result<Option<Vec<u8>>> {
+        let mut items: Vec<LeafItem<'a>> = Vec::new();
+        let mut size = PAGE_HEADER_SIZE;
+        let mut ok = true;
+        for_each_item(self.t, path, b, &mut |it| {
+            match it {
+                Item::Sub(..) => ok = false,
+                Item::Plain(key, value) => {
+                    let item = LeafItem {
+                        flags: 0,
+                        key,
+                        value: Cow::Borrowed(value),
+                    };
+                    size += item.size();
+                    ok = size <= self.inline_max;
+                    items.push(item);
+                }
+            }
+            Ok(ok)
+        })?;
+        if !ok {
+            return Ok(None);
+        }
+        let mut v = vec![0u8; BUCKET_HEADER_SIZE + leaf_size(&items)];
+        v[8..16].copy_from_slice(&b.sequence().to_le_bytes());
+        write_leaf(&mut v[BUCKET_HEADER_SIZE..], 0, 0, &items);
+        Ok(Some(v))
+    }
+
+    fn bucket(&mut self, path: &mut Vec<&'a [u8]>, b: Bucket<'a>) -> Result<PageId> {
+        if path.len() > crate::reader::walk::MAX_BUCKET_DEPTH {
+            return Err(Error::Usage("buckets nested too deep to copy".into()));
+        }
+        let mut tree = TreeBuilder::new(self.threshold, self.sink.page_size());
+        let t = self.t;
+        let p = path.clone();
+        let dropped = for_each_item(t, &p, b, &mut |it| {
+            let item = match it {
+                Item::Plain(key, value) => {
+                    self.keys += 1;
+                    LeafItem {
+                        flags: 0,
+                        key,
+                        value: Cow::Borrowed(value),
+                    }
+                }
+                Item::Sub(key, sub) => {
+                    self.buckets += 1;
+                    path.push(key);
+                    let value = match self.inline_value(path, sub)? {
+                        Some(v) => v,
+                        None => {
+                            let root = self.bucket(path, sub)?;
+                            let mut v = root.to_le_bytes().to_vec();
+                            v.extend_from_slice(&sub.sequence().to_le_bytes());
+                            v
+                        }
+                    };
+                    path.pop();
+                    LeafItem {
+                        flags: BUCKET_LEAF_FLAG,
+                        key,
+                        value: Cow::Owned(value),
+                    }
+                }
+            };
+            tree.push(&mut self.sink, item).map_err(write_err)?;
+            Ok(true)
+        })?;
+        self.dropped += dropped;
+        tree.finish(&mut self.sink).map_err(write_err)
+    }
+}
+
+fn write_err(e: std::io::Error) -> Error {
+    Error::Io {
+        path: "<output>".into(),
+        source: e,
+    }
+}
+
+/// The output layout: pages 2.. streamed to `out` (after two placeholder meta pages), and
+/// the two meta page images to write at offset 0.
+pub struct Written<W> {
+    pub out: W,
+    pub metas: Vec<u8>,
+    pub summary: CompactSummary,
+}
+
+/// Copy `db` through the writer into `out`. `out` receives the whole file except the meta
+/// pages, which come back in [`Written::metas`] (zeros stand in for them in `out`).
+pub fn compact_to<'a, W: Write>(
+    db: &'a Db,
+    opts: &CompactOptions,
+    t: &'a Transform<'a>,
+    mut out: W,
+) -> Result<Written<W>> {
+    let start = Instant::now();
+    let page_size = opts.page_size.unwrap_or(db.page_size());
+    let freelist = opts.freelist.unwrap_or(if db.meta().has_freelist_page() {
+        FreelistMode::Sync
+    } else {
+        FreelistMode::None
+    });
+    let fill = opts.fill_percent.clamp(0.1, 1.0);
+    out.write_all(&vec![0u8; 2 * page_size as usize])
+        .map_err(write_err)?;
+    let mut w = Writer {
+        sink: PageSink::new(out, page_size, 2),
+        t,
+        threshold: ((page_size as f64) * fill) as usize,
+        inline_max: page_size as usize / 4,
+        buckets: 0,
+        keys: 0,
+        dropped: 0,
+    };
+    let root = w.bucket(&mut Vec::new(), Bucket::root_of(db))?;
+    let freelist_id = match freelist {
+        FreelistMode::None => PGID_NO_FREELIST,
+        FreelistMode::Sync => w
+            .sink
+            .emit(PAGE_HEADER_SIZE, |buf, id, _| write_empty_freelist(buf, id))
+            .map_err(write_err)?,
+    };
+    let pgid = w.sink.next_id();
+    // Like `tx.WriteTo`: meta 0 carries txid T, meta 1 the same with T - 1 (T >= 1).
+    let txid = db.meta().txid.max(1);
+    let m = MetaFields {
+        page_size,
+        root,
+        root_sequence: db.meta().root.sequence,
+        freelist: freelist_id,
+        pgid,
+        txid,
+    };
+    let mut metas = meta_page(0, &m);
+    metas.extend(meta_page(
+        1,
+        &MetaFields {
+            txid: txid - 1,
+            ..m
+        },
+    ));
+    let summary = CompactSummary {
+        page_size,
+        src_file_size: db.file_size(),
+        src_pages: db.hwm(),
+        dst_pages: pgid,
+        dst_size: pgid * u64::from(page_size),
+        freelist,
+        buckets: w.buckets,
+        keys: w.keys,
+        revisions_removed: w.dropped,
+        verified: false,
+        elapsed: start.elapsed(),
+    };
+    Ok(Written {
+        out: w.sink.into_inner(),
+        metas,
+        summary,
+    })
+}
+
+/// The whole copy in memory (tests, small files).
+pub fn compact_to_vec<'a>(
+    db: &'a Db,
+    opts: &CompactOptions,
+    t: &'a Transform<'a>,
+) -> Result<(Vec<u8>, CompactSummary)> {
+    let w = compact_to(db, opts, t, Vec::new())?;
+    let mut bytes = w.out;
+    bytes[..w.metas.len()].copy_from_slice(&w.metas);
+    Ok((bytes, w.summary))
+}
+
+fn put(h: &mut Sha256, tag: u8, depth: usize, a: &[u8], b: &[u8]) {
+    h.update([tag]);
+    h.update((depth as u64).to_le_bytes());
+    h.update((a.len() as u64).to_le_bytes());
+    h.update(a);
+    h.update((b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+/// Digest of what the copy must hold: the source through the transform.
+pub fn expected_digest<'a>(db: &'a Db, t: &'a Transform<'a>) -> Result<[u8; 32]> {
+    fn rec<'a>(
+        t: &'a Transform<'a>,
+        path: &mut Vec<&'a [u8]>,
+        b: Bucket<'a>,
+        h: &mut Sha256,
+    ) -> Result<()> {
+        let p = path.clone();
+        for_each_item(t, &p, b, &mut |it| {
+            match it {
+                Item::Plain(k, v) => put(h, b'K', p.len(), k, v),
+                Item::Sub(k, sub) => {
+                    put(h, b'B', p.len(), k, &sub.sequence().to_le_bytes());
+                    path.push(k);
+                    rec(t, path, sub, h)?;
+                    path.pop();
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(())
+    }
+    let mut h = Sha256::new();
+    rec(t, &mut Vec::new(), Bucket::root_of(db), &mut h)?;
+    Ok(h.finalize().into())
+}
+
+/// Digest of what a db holds (every bucket, sequence, key and value; not the layout).
+pub fn content_digest(db: &Db) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    visit_all(Bucket::root_of(db), &mut Vec::new(), &mut |path, e, sub| {
+        match sub {
+            Some(sub) => put(
+                &mut h,
+                b'B',
+                path.len(),
+                e.key,
+                &sub.sequence().to_le_bytes(),
+            ),
+            None => put(&mut h, b'K', path.len(), e.key, e.value),
+        }
+        Ok(())
+    })?;
+    Ok(h.finalize().into())
+}
+
+/// Re-read a written copy: structure clean, content as expected.
+pub fn verify(copy: &Db, expected: &[u8; 32]) -> Result<()> {
+    let problems = crate::check::check(copy);
+    if let Some(p) = problems.first() {
+        return Err(Error::Usage(format!(
+            "verification of the copy failed ({} problems), nothing was written: {p}",
+            problems.len()
+        )));
+    }
+    if &content_digest(copy)? != expected {
+        return Err(Error::Usage(
+            "verification of the copy failed: its content differs from the source's, nothing was written".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Write the copy of `db` to `dst` atomically; `verify` re-reads it before the rename.
+pub fn compact_file<'a>(
+    db: &'a Db,
+    dst: &Path,
+    opts: &CompactOptions,
+    t: &'a Transform<'a>,
+    force: bool,
+    check_output: bool,
+) -> Result<CompactSummary> {
+    let mut af = AtomicFile::create(dst, force)?;
+    let tmp = af.tmp_path().to_path_buf();
+    let io = |source| Error::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let buffered = BufWriter::with_capacity(8 << 20, af.file().try_clone().map_err(io)?);
+    let w = compact_to(db, opts, t, buffered)?;
+    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.write_all_at(&w.metas, 0).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    let mut summary = w.summary;
+    if check_output {
+        let expected = expected_digest(db, t)?;
+        let copy = Db::open(&tmp, OpenOptions { lock: false })?;
+        verify(&copy, &expected)?;
+        summary.verified = true;
+    }
+    af.commit()?;
+    Ok(summary)
+}
+
+/// An MVCC compaction request (etcd files only).
+#[derive(Debug, Clone, Copy)]
+pub struct MvccRequest {
+    /// Compact at this revision...
+    pub revision: Option<i64>,
+    /// ...or at current - N.
+    pub keep_revisions: Option<i64>,
+    pub rule: crate::etcd::compaction::TombstoneAtRev,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MvccReport {
+    /// The revision compacted at, when a compaction was applied.
+    pub revision: Option<i64>,
+    pub current_revision: i64,
+    pub previously_compacted: Option<i64>,
+    pub distinct_keys_at_or_below: usize,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompactReport {
+    pub src: std::path::PathBuf,
+    /// `None` for a dry run.
+    pub dst: Option<std::path::PathBuf>,
+    pub dry_run: bool,
+    pub summary: CompactSummary,
+    pub elapsed_seconds: f64,
+    pub mvcc: Option<MvccReport>,
+}
+
+/// What a request asks for, with everything the tool needs checked up front.
+pub struct CompactRequest<'p> {
+    pub src: &'p Path,
+    pub dst: Option<&'p Path>,
+    pub opts: CompactOptions,
+    pub mvcc: Option<MvccRequest>,
+    pub lock: bool,
+    pub force: bool,
+    pub verify: bool,
+    pub dry_run: bool,
+}
+
+/// The destination's canonical path, whether or not it exists yet.
+fn canonical_dst(dst: &Path) -> Option<std::path::PathBuf> {
+    if let Ok(p) = dst.canonicalize() {
+        return Some(p);
+    }
+    let parent = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.canonicalize().ok()?,
+        _ => std::env::current_dir().ok()?,
+    };
+    Some(parent.join(dst.file_name()?))
+}
+
+fn usage(msg: String) -> Error {
+    Error::Usage(msg)
+}
+
+/// `boltpack compact`: validate, plan, write (or size), verify, commit.
+pub fn compact_path(req: &CompactRequest<'_>) -> Result<CompactReport> {
+    let start = Instant::now();
+    if !(0.1..=1.0).contains(&req.opts.fill_percent) {
+        return Err(usage(format!(
+            "--fill-percent {} is outside 0.1 ..= 1.0",
+            req.opts.fill_percent
+        )));
+    }
+    if let Some(ps) = req.opts.page_size
+        && !(ps.is_power_of_two() && (1024..=65536).contains(&ps))
+    {
+        return Err(usage(format!(
+            "--page-size {ps}: use a power of two from 1024 to 65536"
+        )));
+    }
+    let dst = match (req.dst, req.dry_run) {
+        (Some(d), _) => Some(d),
+        (None, true) => None,
+        (None, false) => return Err(usage("compact needs -o DST (or --dry-run)".into())),
+    };
+    if let Some(d) = dst {
+        let src_c = req.src.canonicalize().map_err(|source| Error::Io {
+            path: req.src.to_path_buf(),
+            source,
+        })?;
+        if canonical_dst(d).is_some_and(|d| d == src_c) {
+            return Err(usage(format!(
+                "the output {} is the source itself: write the copy elsewhere",
+                d.display()
+            )));
+        }
+    }
+    let db = Db::open(req.src, OpenOptions { lock: req.lock })?;
+    let mut plan = None;
+    let mut mvcc_report = None;
+    if let Some(m) = req.mvcc {
+        let rules = crate::etcd::rules::Rules::ETCD_3_4_23;
+        let (_, revs) = crate::etcd::meta::Revisions::read(&db, &rules)?;
+        let current = revs.current;
+        let compacted = (revs.compacted > 0).then_some(revs.compacted);
+        let rev = match (m.revision, m.keep_revisions) {
+            (Some(r), _) => r,
+            (None, Some(n)) if n >= 0 => current - n,
+            (None, Some(n)) => return Err(usage(format!("--keep-revisions {n} is negative"))),
+            (None, None) => current,
+        };
+        if rev > current {
+            return Err(usage(format!(
+                "revision {rev} is above the current revision {current}"
+            )));
+        }
+        let mut report = MvccReport {
+            revision: None,
+            current_revision: current,
+            previously_compacted: compacted,
+            distinct_keys_at_or_below: 0,
+            note: None,
+        };
+        if rev <= compacted.unwrap_or(0) || rev < 1 {
+            report.note = Some(format!(
+                "revision {rev} is at or below the already compacted revision {}: nothing to compact, defragmenting only",
+                compacted.unwrap_or(0)
+            ));
+        } else {
+            let p = CompactionPlan::build(&db, rev, m.rule)?;
+            report.revision = Some(rev);
+            report.distinct_keys_at_or_below = p.keys();
+            plan = Some(p);
+        }
+        mvcc_report = Some(report);
+    }
+    let mut t = Transform::default();
+    if let Some(p) = &plan {
+        let meta: BTreeMap<Vec<u8>, Vec<u8>> = p.meta_entries().into_iter().collect();
+        t.set.insert(crate::etcd::META_BUCKET.to_vec(), meta);
+    }
+    t.plan = plan.as_ref();
+    let summary = match dst {
+        None => compact_to(&db, &req.opts, &t, std::io::sink())?.summary,
+        Some(d) => compact_file(&db, d, &req.opts, &t, req.force, req.verify)?,
+    };
+    Ok(CompactReport {
+        src: req.src.to_path_buf(),
+        dst: dst.map(Path::to_path_buf),
+        dry_run: dst.is_none(),
+        summary,
+        elapsed_seconds: start.elapsed().as_secs_f64(),
+        mvcc: mvcc_report,
+    })
+}
+
+impl CompactReport {
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let s = &self.summary;
+        let mut o = String::new();
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let src_used = s.src_pages * u64::from(s.page_size);
+        let _ = writeln!(
+            o,
+            "source       {} pages ({:.1} MiB used, file {:.1} MiB)",
+            s.src_pages,
+            mib(src_used),
+            mib(s.src_file_size)
+        );
+        let verb = if self.dry_run { "would write" } else { "wrote" };
+        let _ = writeln!(
+            o,
+            "{verb:<12} {} pages = {} bytes ({:.1} MiB, {:.1}% of the source file)",
+            s.dst_pages,
+            s.dst_size,
+            mib(s.dst_size),
+            100.0 * s.dst_size as f64 / s.src_file_size.max(1) as f64
+        );
+        let _ = writeln!(
+            o,
+            "content      {} buckets, {} keys; freelist {:?}",
+            s.buckets, s.keys, s.freelist
+        );
+        if let Some(m) = &self.mvcc {
+            match m.revision {
+                Some(r) => {
+                    let _ = writeln!(
+                        o,
+                        "mvcc         compacted at revision {r} (current {}): {} revisions removed",
+                        m.current_revision, s.revisions_removed
+                    );
+                }
+                None => {
+                    let _ = writeln!(o, "mvcc         {}", m.note.as_deref().unwrap_or(""));
+                }
+            }
+        }
+        if let Some(d) = &self.dst {
+            let _ = writeln!(
+                o,
+                "output       {} ({})",
+                d.display(),
+                if s.verified {
+                    "re-read and verified"
+                } else {
+                    "not verified: --no-verify"
+                }
+            );
+        }
+        let _ = writeln!(o, "time         {:.2} s", self.elapsed_seconds);
+        o
+    }
+}
