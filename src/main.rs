@@ -48,7 +48,15 @@ enum Cmd {
     /// MVCC history as etcd would. SRC is opened read-only and never modified.
     Compact {
         /// The source db (read-only).
-        src: PathBuf,
+        #[arg(required_unless_present = "data_dir")]
+        src: Option<PathBuf>,
+        /// A stopped etcd member's data dir: compact DIR/member/snap/db in place, keeping
+        /// the original next to it unless --no-backup. Defragments only, unless --revision.
+        #[arg(long, conflicts_with_all = ["src", "output"])]
+        data_dir: Option<PathBuf>,
+        /// With --data-dir: do not keep the original db.
+        #[arg(long, requires = "data_dir")]
+        no_backup: bool,
         /// The copy (written to a temp file in its folder, fsynced, verified, renamed).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -203,6 +211,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let code = match cli.cmd {
         Cmd::Compact {
             src,
+            data_dir,
+            no_backup,
             output,
             revision,
             keep_revisions,
@@ -224,8 +234,23 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     TombstoneArg::Drop => TombstoneAtRev::Drop,
                 },
             });
+            let in_place = data_dir.is_some();
+            let src = match (src, data_dir) {
+                (_, Some(dir)) => dir.join("member/snap/db"),
+                (Some(src), None) => src,
+                (None, None) => unreachable!("clap requires SRC or --data-dir"),
+            };
+            if in_place && mvcc.is_some() && !as_json {
+                eprintln!(
+                    "boltpack: warning: MVCC-compacting one member at a revision its peers have not \
+                     compacted to makes its HashKV differ from theirs (`etcdctl endpoint hashkv` and \
+                     the corruption check will flag it). Compact every member at the same revision."
+                );
+            }
             let report = compact_path(&CompactRequest {
                 src: &src,
+                in_place,
+                backup: !no_backup,
                 dst: output.as_deref(),
                 opts: CompactOptions {
                     fill_percent,

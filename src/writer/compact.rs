@@ -455,6 +455,8 @@ pub struct CompactReport {
     /// `None` for a dry run.
     pub dst: Option<std::path::PathBuf>,
     pub dry_run: bool,
+    /// With `--data-dir`: where the original was kept.
+    pub backup: Option<std::path::PathBuf>,
     pub summary: CompactSummary,
     pub elapsed_seconds: f64,
     pub mvcc: Option<MvccReport>,
@@ -470,6 +472,10 @@ pub struct CompactRequest<'p> {
     pub force: bool,
     pub verify: bool,
     pub dry_run: bool,
+    /// Replace `src` itself (a stopped member's `member/snap/db`); `dst` must be `None`.
+    pub in_place: bool,
+    /// With `in_place`: keep the original as `db.boltpack-backup-<unix time>` (hard link).
+    pub backup: bool,
 }
 
 /// The destination's canonical path, whether or not it exists yet.
@@ -504,12 +510,14 @@ pub fn compact_path(req: &CompactRequest<'_>) -> Result<CompactReport> {
             "--page-size {ps}: use a power of two from 1024 to 65536"
         )));
     }
-    let dst = match (req.dst, req.dry_run) {
-        (Some(d), _) => Some(d),
-        (None, true) => None,
-        (None, false) => return Err(usage("compact needs -o DST (or --dry-run)".into())),
+    let dst = match (req.dst, req.dry_run, req.in_place) {
+        (Some(_), _, true) => return Err(usage("--data-dir compacts in place: no -o".into())),
+        (_, true, _) => None,
+        (None, false, true) => Some(req.src),
+        (Some(d), _, false) => Some(d),
+        (None, false, false) => return Err(usage("compact needs -o DST (or --dry-run)".into())),
     };
-    if let Some(d) = dst {
+    if let Some(d) = dst.filter(|_| !req.in_place) {
         let src_c = req.src.canonicalize().map_err(|source| Error::Io {
             path: req.src.to_path_buf(),
             source,
@@ -566,14 +574,35 @@ pub fn compact_path(req: &CompactRequest<'_>) -> Result<CompactReport> {
         t.set.insert(crate::etcd::META_BUCKET.to_vec(), meta);
     }
     t.plan = plan.as_ref();
+    let mut backup = None;
     let summary = match dst {
         None => compact_to(&db, &req.opts, &t, std::io::sink())?.summary,
+        Some(d) if req.in_place => {
+            if req.backup {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let b = d.with_file_name(format!(
+                    "{}.boltpack-backup-{secs}",
+                    d.file_name().and_then(|n| n.to_str()).unwrap_or("db")
+                ));
+                // A hard link keeps the original inode under the backup name; the rename
+                // below then swaps the copy in atomically.
+                std::fs::hard_link(d, &b).map_err(|source| Error::Io {
+                    path: b.clone(),
+                    source,
+                })?;
+                backup = Some(b);
+            }
+            compact_file(&db, d, &req.opts, &t, true, req.verify)?
+        }
         Some(d) => compact_file(&db, d, &req.opts, &t, req.force, req.verify)?,
     };
     Ok(CompactReport {
         src: req.src.to_path_buf(),
         dst: dst.map(Path::to_path_buf),
         dry_run: dst.is_none(),
+        backup,
         summary,
         elapsed_seconds: start.elapsed().as_secs_f64(),
         mvcc: mvcc_report,
@@ -633,6 +662,9 @@ impl CompactReport {
                     "not verified: --no-verify"
                 }
             );
+        }
+        if let Some(b) = &self.backup {
+            let _ = writeln!(o, "backup       the original is kept as {}", b.display());
         }
         let _ = writeln!(o, "time         {:.2} s", self.elapsed_seconds);
         o
