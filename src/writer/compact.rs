@@ -149,12 +149,13 @@ struct Writer<'a, W: Write> {
 
 impl<'a, W: Write> Writer<'a, W> {
     /// bbolt's `Bucket.inlineable`: no sub-buckets and the leaf image fits in a quarter
-    /// page (bb136 bucket.go). Returns the inline bucket value when it applies.
-    fn inline_value(&self, path: &[&'a [u8]], b: Bucket<'a>) -> Result<Option<Vec<u8>>> {
+    /// page (bb136 bucket.go). Returns the inline bucket value when it applies, and counts
+    /// its keys and dropped revisions into the summary.
+    fn inline_value(&mut self, path: &[&'a [u8]], b: Bucket<'a>) -> Result<Option<Vec<u8>>> {
         let mut items: Vec<LeafItem<'a>> = Vec::new();
         let mut size = PAGE_HEADER_SIZE;
         let mut ok = true;
-        for_each_item(self.t, path, b, &mut |it| {
+        let dropped = for_each_item(self.t, path, b, &mut |it| {
             match it {
                 Item::Sub(..) => ok = false,
                 Item::Plain(key, value) => {
@@ -173,6 +174,8 @@ impl<'a, W: Write> Writer<'a, W> {
         if !ok {
             return Ok(None);
         }
+        self.keys += items.len() as u64;
+        self.dropped += dropped;
         let mut v = vec![0u8; BUCKET_HEADER_SIZE + leaf_size(&items)];
         v[8..16].copy_from_slice(&b.sequence().to_le_bytes());
         write_leaf(&mut v[BUCKET_HEADER_SIZE..], 0, 0, &items);
