@@ -15,6 +15,48 @@ pub const MAX_TREE_DEPTH: usize = 64;
 /// A leaf entry: a key/value pair, or a sub-bucket (then `value` is its bucket value).
 pub type Entry<'a> = LeafElement<'a>;
 
+/// A bound on the work of one traversal: bytes of elements (16 each), keys and values met.
+///
+/// In a file bbolt wrote, every element, key and value has bytes of its own, except that an
+/// inline bucket's page image is also the value that holds it (and bbolt never nests inline
+/// buckets): a traversal meets at most twice the file's bytes. More means that pages or
+/// values are shared — a DAG of branch pages, a cycle through nested buckets, elements
+/// overlapping one value — which would otherwise let a small file take exponential time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    left: u64,
+}
+
+impl Budget {
+    pub fn for_db(db: &Db) -> Budget {
+        Budget {
+            left: db.file_size().saturating_mul(2).saturating_add(4096),
+        }
+    }
+
+    /// Spend the cost of an element with `key_and_value` bytes; false once it is used up.
+    pub fn spend(&mut self, key_and_value: usize) -> bool {
+        let cost = (key_and_value as u64).saturating_add(16);
+        match self.left.checked_sub(cost) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => {
+                self.left = 0;
+                false
+            }
+        }
+    }
+
+    /// The message for a traversal that ran out of budget.
+    pub fn exhausted() -> &'static str {
+        "more elements, keys and values than twice the file holds: pages or values are \
+         shared (a DAG of branch pages, a cycle through nested buckets, or overlapping \
+         elements)"
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Root<'a> {
     Page(PageId),
@@ -93,6 +135,7 @@ impl<'a> Bucket<'a> {
             db: self.db,
             root: Some(self.root),
             stack: Vec::new(),
+            budget: Budget::for_db(self.db),
         }
     }
 
@@ -160,11 +203,13 @@ impl<'a> Bucket<'a> {
 }
 
 /// In-order iteration over one bucket's entries (not descending into sub-buckets). After
-/// an error it yields nothing more.
+/// an error it yields nothing more. Bounded by a [`Budget`]: a tree whose pages are shared
+/// yields an error instead of taking exponential time.
 pub struct Cursor<'a> {
     db: &'a Db,
     root: Option<Root<'a>>,
     stack: Vec<(Node<'a>, usize)>,
+    budget: Budget,
 }
 
 impl<'a> Cursor<'a> {
@@ -197,10 +242,23 @@ impl<'a> Cursor<'a> {
                 continue;
             }
             *idx += 1;
-            if node.is_leaf() {
-                return node.leaf(i).map(Some);
+            let (spent, child) = if node.is_leaf() {
+                let e = node.leaf(i)?;
+                if self.budget.spend(e.key.len().saturating_add(e.value.len())) {
+                    return Ok(Some(e));
+                }
+                (false, 0)
+            } else {
+                let e = node.branch(i)?;
+                (self.budget.spend(e.key.len()), e.child)
+            };
+            if !spent {
+                return Err(Error::corrupt(
+                    node.page,
+                    node.element_offset(i),
+                    Budget::exhausted(),
+                ));
             }
-            let child = node.branch(i)?.child;
             self.push(child)?;
         }
         Ok(None)
@@ -225,12 +283,28 @@ impl<'a> Iterator for Cursor<'a> {
 
 /// Depth-first, in key order: every entry of `bucket` and of its sub-buckets. `f` gets the
 /// path of the bucket holding the entry, the entry, and for a sub-bucket entry the opened
-/// sub-bucket (visited right after). Stops at the first error.
+/// sub-bucket (visited right after). Stops at the first error. One [`Budget`] covers the
+/// whole visit, so buckets that share pages or values cannot multiply the work.
 pub fn visit_all<'a, F>(bucket: Bucket<'a>, path: &mut Vec<&'a [u8]>, f: &mut F) -> Result<()>
 where
     F: FnMut(&[&'a [u8]], &Entry<'a>, Option<&Bucket<'a>>) -> Result<()>,
 {
-    for e in bucket.iter() {
+    let mut budget = Budget::for_db(bucket.db);
+    visit_bucket(bucket, path, f, &mut budget)
+}
+
+fn visit_bucket<'a, F>(
+    bucket: Bucket<'a>,
+    path: &mut Vec<&'a [u8]>,
+    f: &mut F,
+    budget: &mut Budget,
+) -> Result<()>
+where
+    F: FnMut(&[&'a [u8]], &Entry<'a>, Option<&Bucket<'a>>) -> Result<()>,
+{
+    let mut cursor = bucket.iter();
+    cursor.budget = *budget;
+    while let Some(e) = cursor.next() {
         let e = e?;
         if e.is_bucket() {
             if path.len() >= super::walk::MAX_BUCKET_DEPTH {
@@ -244,12 +318,15 @@ where
             let sub = Bucket::open(bucket.db, e.value)?;
             f(path, &e, Some(&sub))?;
             path.push(e.key);
-            let r = visit_all(sub, path, f);
+            *budget = cursor.budget;
+            let r = visit_bucket(sub, path, f, budget);
+            cursor.budget = *budget;
             path.pop();
             r?;
         } else {
             f(path, &e, None)?;
         }
     }
+    *budget = cursor.budget;
     Ok(())
 }

@@ -3,7 +3,9 @@
 //!
 //! Nothing here trusts the file: page ids are checked against the high-water mark and the
 //! file, each physical page may be reached once (a second reach is reported and not
-//! descended, which also stops cycles), and nesting is bounded.
+//! descended, which also stops cycles), nesting is bounded, and a [`Budget`] bounds the
+//! elements, keys and values met (inline buckets are not pages: ones that share values could
+//! otherwise multiply the work); when it runs out the walk reports it and stops.
 
 use crate::error::Error;
 use crate::format::PageId;
@@ -11,7 +13,7 @@ use crate::format::bucket::BucketHeader;
 use crate::format::element::LeafElement;
 use crate::format::page::PageKind;
 
-use super::cursor::MAX_TREE_DEPTH;
+use super::cursor::{Budget, MAX_TREE_DEPTH};
 use super::db::Db;
 use super::node::Node;
 
@@ -82,6 +84,8 @@ pub fn walk<'a>(db: &'a Db, premarked: &[PageId], v: &mut impl Visitor<'a>) {
         seen: vec![false; n],
         next_bucket: 0,
         levels: 0,
+        budget: Budget::for_db(db),
+        stopped: false,
         v,
     };
     for &p in premarked {
@@ -107,6 +111,9 @@ struct Walker<'a, 'v, V> {
     seen: Vec<bool>,
     next_bucket: usize,
     levels: usize,
+    budget: Budget,
+    /// The budget ran out: the walk unwinds without reading more.
+    stopped: bool,
     v: &'v mut V,
 }
 
@@ -172,6 +179,9 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
         nesting: usize,
     ) {
         let db = self.db;
+        if self.stopped {
+            return;
+        }
         if depth > MAX_TREE_DEPTH || self.levels >= MAX_WALK_LEVELS {
             let off = db.page_offset(id).unwrap_or(u64::MAX);
             self.problem(
@@ -237,12 +247,15 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
         }
         let mut prev: Option<&'a [u8]> = None;
         for i in 0..node.count() {
+            if self.stopped {
+                return;
+            }
             let key = if node.is_leaf() {
-                node.leaf(i).map(|e| e.key)
+                node.leaf(i).map(|e| (e.key, e.value.len()))
             } else {
-                node.branch(i).map(|e| e.key)
+                node.branch(i).map(|e| (e.key, 0))
             };
-            let key = match key {
+            let (key, vlen) = match key {
                 Ok(k) => k,
                 Err(e) => {
                     self.v.problem(e.into());
@@ -250,6 +263,15 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
                 }
             };
             let at = node.element_offset(i);
+            if !self.budget.spend(key.len().saturating_add(vlen)) {
+                self.problem(
+                    node.page,
+                    at,
+                    format!("{}; the walk stops here", Budget::exhausted()),
+                );
+                self.stopped = true;
+                return;
+            }
             self.key_order(node.page, at, i, key, prev, bounds);
             prev = Some(key);
             if node.is_leaf() {
