@@ -51,8 +51,8 @@ pub fn check_with_map(db: &Db, map: &PageMap) -> Vec<Problem> {
                 what: format!(
                     "reachable freed: a {} page of bucket {} is listed in the freelist",
                     use_name(*u),
-                    map.owner_path(id)
-                        .map(|p| show_path(&p.iter().map(|n| n.as_slice()).collect::<Vec<_>>()))
+                    map.owner_path(db, id)
+                        .map(|p| show_path(&p))
                         .unwrap_or_else(|| "-".into())
                 ),
             });

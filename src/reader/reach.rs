@@ -36,8 +36,16 @@ pub enum FreelistKind {
     NotSynced,
 }
 
-/// The bucket paths in walk order, owned (for reports).
-pub type BucketPaths = Vec<Vec<Vec<u8>>>;
+/// A bucket as the page map records it: its parent (walk order) and where its name lies in
+/// the file. Names are not copied: a hostile file can give many buckets one huge name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketName {
+    /// `None` for the root bucket (which has no name).
+    pub parent: Option<usize>,
+    /// File offset and length of the name.
+    pub offset: u64,
+    pub len: usize,
+}
 
 pub struct PageMap {
     pub uses: Vec<PageUse>,
@@ -48,7 +56,8 @@ pub struct PageMap {
     pub freelist_kind: FreelistKind,
     /// Ids the freelist page lists (in file order), when there is one.
     pub freelist_ids: Vec<PageId>,
-    pub buckets: BucketPaths,
+    /// Every bucket in walk order (the root bucket is 0); see [`PageMap::bucket_path`].
+    pub buckets: Vec<BucketName>,
     pub problems: Vec<Problem>,
 }
 
@@ -75,15 +84,23 @@ pub struct PageCounts {
     pub reachable_and_free: u64,
 }
 
-struct Mapper<'m> {
+struct Mapper<'m, 'd> {
     map: &'m mut PageMap,
+    db: &'d Db,
 }
 
-impl<'a> Visitor<'a> for Mapper<'_> {
+impl<'a> Visitor<'a> for Mapper<'_, '_> {
     fn bucket(&mut self, b: &BucketInfo<'a>) {
-        self.map
-            .buckets
-            .push(b.path.iter().map(|p| p.to_vec()).collect());
+        let name = b.path.last().copied().unwrap_or_default();
+        self.map.buckets.push(BucketName {
+            parent: b.parent,
+            offset: if name.is_empty() {
+                0
+            } else {
+                self.db.offset_of(name)
+            },
+            len: name.len(),
+        });
     }
 
     fn page(&mut self, bucket: usize, node: &Node<'a>, _depth: usize, span: u64) {
@@ -129,7 +146,7 @@ impl PageMap {
         if meta.has_freelist_page() {
             map.read_freelist(db, meta.freelist, &mut premarked);
         }
-        walk(db, &premarked, &mut Mapper { map: &mut map });
+        walk(db, &premarked, &mut Mapper { map: &mut map, db });
         if map.freelist_kind == FreelistKind::NotSynced {
             for p in 2..n {
                 map.free[p] = map.uses[p] == PageUse::Unreached;
@@ -229,10 +246,29 @@ impl PageMap {
         c
     }
 
+    /// The names from the top of bucket `index` (walk order), borrowed from `db`.
+    pub fn bucket_path<'d>(&self, db: &'d Db, index: usize) -> Option<Vec<&'d [u8]>> {
+        let mut names = Vec::new();
+        let mut i = index;
+        loop {
+            let b = self.buckets.get(i)?;
+            let Some(parent) = b.parent else { break };
+            let start = usize::try_from(b.offset).ok()?;
+            names.push(db.bytes().get(start..start.checked_add(b.len)?)?);
+            // The walk numbers a parent before its children; anything else is not ours.
+            if parent >= i {
+                return None;
+            }
+            i = parent;
+        }
+        names.reverse();
+        Some(names)
+    }
+
     /// The owning bucket's path of page `id`, if it belongs to a bucket tree.
-    pub fn owner_path(&self, id: PageId) -> Option<&[Vec<u8>]> {
+    pub fn owner_path<'d>(&self, db: &'d Db, id: PageId) -> Option<Vec<&'d [u8]>> {
         let o = *self.owner.get(id as usize)?;
-        self.buckets.get(o as usize).map(|p| p.as_slice())
+        self.bucket_path(db, o as usize)
     }
 
     /// Runs of consecutive free pages: (first id, length), in page order.

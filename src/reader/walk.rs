@@ -426,13 +426,29 @@ pub fn hexs(b: &[u8]) -> String {
     s
 }
 
-/// A bucket path for messages: names as text where printable, hex otherwise.
+/// A bucket path for messages: names as text where printable, hex otherwise. Names are cut
+/// to 64 bytes and a path deeper than 8 to its first 3 and last 4 names, so that messages
+/// stay small (a hostile file can nest 128 buckets that share one huge name).
 pub fn show_path(path: &[&[u8]]) -> String {
     if path.is_empty() {
         return "<root>".into();
     }
-    path.iter()
-        .map(|p| crate::report::text_or_hex(p))
-        .collect::<Vec<_>>()
-        .join("/")
+    let name = |p: &&[u8]| {
+        if p.len() > 64 {
+            format!(
+                "{}…({} bytes)",
+                crate::report::text_or_hex(&p[..64]),
+                p.len()
+            )
+        } else {
+            crate::report::text_or_hex(p)
+        }
+    };
+    if path.len() <= 8 {
+        return path.iter().map(name).collect::<Vec<_>>().join("/");
+    }
+    let mut parts: Vec<String> = path[..3].iter().map(name).collect();
+    parts.push(format!("…({} more)", path.len() - 7));
+    parts.extend(path[path.len() - 4..].iter().map(name));
+    parts.join("/")
 }

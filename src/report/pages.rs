@@ -55,9 +55,7 @@ pub fn page_lines(db: &Db, map: &PageMap) -> Vec<PageLine> {
             (true, Some(h)) => Some(u64::from(h.count)),
             _ => None,
         };
-        let bucket = map
-            .owner_path(id)
-            .map(|p| show_path(&p.iter().map(|n| n.as_slice()).collect::<Vec<_>>()));
+        let bucket = map.owner_path(db, id).map(|p| show_path(&p));
         out.push(PageLine {
             id,
             kind,
