@@ -103,6 +103,14 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
         }
         s
     };
+    // Keys are cut like values: elements of a damaged page may all point at one huge key.
+    let cut_key = |b: &[u8]| {
+        let mut s = text_or_hex(&b[..b.len().min(max_value)]);
+        if b.len() > max_value {
+            s.push_str("...");
+        }
+        s
+    };
     match h.kind() {
         PageKind::Meta => {
             let m = Meta::parse(page.data)
@@ -129,7 +137,7 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
                     let mut e = json!({"i": i, "offset": at, "flags": raw.flags, "pos": raw.pos, "ksize": raw.ksize, "vsize": raw.vsize});
                     match node.leaf(i) {
                         Ok(l) => {
-                            e["key"] = json!(text_or_hex(l.key));
+                            e["key"] = json!(cut_key(l.key));
                             e["value_hex"] = json!(cut(l.value));
                         }
                         Err(err) => e["error"] = json!(err.to_string()),
@@ -139,7 +147,7 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
                     let raw = node.view.branch_raw(i).map_err(|e| node.err(e))?;
                     let mut e = json!({"i": i, "offset": at, "pos": raw.pos, "ksize": raw.ksize, "child": raw.child});
                     match node.branch(i) {
-                        Ok(b) => e["key"] = json!(text_or_hex(b.key)),
+                        Ok(b) => e["key"] = json!(cut_key(b.key)),
                         Err(err) => e["error"] = json!(err.to_string()),
                     }
                     e
