@@ -110,6 +110,20 @@ fn meta_fields(db: &Db, i: usize, offset: u64, m: &Meta, out: &mut Vec<Problem>)
             ),
         );
     }
+    // bbolt writes a meta page into a zeroed buffer (`db.init`, `tx.writeMeta`) and never sets
+    // these; the checksum does not cover the header, so this is the only sign of damage here.
+    if m.header.count != 0 {
+        bad(
+            10,
+            format!("page header count is {}, not 0", m.header.count),
+        );
+    }
+    if m.header.overflow != 0 {
+        bad(
+            12,
+            format!("page header overflow is {}, not 0", m.header.overflow),
+        );
+    }
     if m.root.root < 2 || m.root.root >= m.pgid {
         bad(
             32,
