@@ -592,9 +592,10 @@ impl Matrix<'_> {
                         let mut b = fx.bytes.clone();
                         put(&mut b, off, width, v);
                         let expect = if field == "child" {
-                            if v < 2 {
-                                Expect::Located(vec![(id, 1)])
-                            } else if v == id || anc.contains(&v) || v >= fx.hwm {
+                            if v < 2 || v >= fx.hwm {
+                                // Reported at the element: the page it names is not there.
+                                Expect::Located(vec![(id, fx.span(id))])
+                            } else if v == id || anc.contains(&v) {
                                 Expect::Detected
                             } else {
                                 Expect::Nothing
@@ -603,12 +604,22 @@ impl Matrix<'_> {
                             Expect::Nothing
                         };
                         let kind = if branch { "branch" } else { "leaf" };
-                        self.case(
-                            "element",
-                            format!("{kind} page {id}: element {e} {field} = {vname} ({v})"),
-                            b,
-                            expect,
-                        );
+                        let what = format!("{kind} page {id}: element {e} {field} = {vname} ({v})");
+                        let o = self.case("element", what.clone(), b, expect);
+                        if field == "child" && (v < 2 || v >= fx.hwm) {
+                            // The cursor (visit_all, dump) locates it at the element too.
+                            match o.visit {
+                                Some(Err(boltpack::Error::Corrupt { page, offset, .. })) => {
+                                    assert!(
+                                        page == id
+                                            && offset == base as u64 + 16 + 16 * e as u64 + 8,
+                                        "{}: {what}: visit_all blames page {page} at {offset}",
+                                        fx.name
+                                    )
+                                }
+                                other => panic!("{}: {what}: visit_all gave {other:?}", fx.name),
+                            }
+                        }
                     }
                 }
             }

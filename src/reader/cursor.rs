@@ -97,11 +97,15 @@ impl<'a> Bucket<'a> {
             }
             Root::Inline(node)
         } else {
-            if header.root < 2 {
+            if header.root < 2 || header.root >= db.hwm() {
                 return Err(Error::corrupt(
                     db.page_at(at),
                     at,
-                    format!("bucket root points at meta page {}", header.root),
+                    format!(
+                        "bucket root points at page {}, outside [2, high-water mark {})",
+                        header.root,
+                        db.hwm()
+                    ),
                 ));
             }
             Root::Page(header.root)
@@ -257,6 +261,17 @@ impl<'a> Cursor<'a> {
                     node.page,
                     node.element_offset(i),
                     Budget::exhausted(),
+                ));
+            }
+            // Located at the element: there is nothing to see at the page it names.
+            let hwm = self.db.hwm();
+            if child < 2 || child >= hwm {
+                return Err(Error::corrupt(
+                    node.page,
+                    node.element_offset(i) + 8,
+                    format!(
+                        "branch element {i} points at page {child}, outside [2, high-water mark {hwm})"
+                    ),
                 ));
             }
             self.push(child)?;

@@ -146,6 +146,18 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             );
             return;
         }
+        let hwm = self.db.hwm();
+        if root >= hwm {
+            self.problem(
+                self.db.page_at(value_offset),
+                value_offset,
+                format!(
+                    "bucket {} has root page {root}, beyond the high-water mark {hwm}",
+                    show_path(&b.path)
+                ),
+            );
+            return;
+        }
         self.tree(b, root, 0, Bounds { lo: None, hi: None }, nesting);
     }
 
@@ -292,6 +304,18 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
                         node.page,
                         at + 8,
                         format!("branch element {i} points at meta page {child}"),
+                    );
+                    continue;
+                }
+                // Located at the element: there is nothing to see at the page it names.
+                let hwm = self.db.hwm();
+                if child >= hwm {
+                    self.problem(
+                        node.page,
+                        at + 8,
+                        format!(
+                            "branch element {i} points at page {child}, beyond the high-water mark {hwm}"
+                        ),
                     );
                     continue;
                 }
