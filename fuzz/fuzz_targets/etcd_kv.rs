@@ -1,0 +1,14 @@
+//! etcd's encodings inside bbolt: `mvccpb.KeyValue` values and revision keys.
+#![no_main]
+
+use boltpack::etcd::{KeyValue, RevisionKey};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(kv) = KeyValue::decode(data) {
+        assert!(kv.key.len() + kv.value.len() <= data.len());
+    }
+    if let Ok(r) = RevisionKey::parse(data) {
+        assert_eq!(&r.to_bytes()[..], &data[..17]);
+    }
+});
