@@ -32,7 +32,6 @@ pub fn page_lines(db: &Db, map: &PageMap) -> Vec<PageLine> {
     let mut out = Vec::with_capacity(map.uses.len());
     for (i, u) in map.uses.iter().enumerate() {
         let id = i as PageId;
-        let header = db.page(id).ok().map(|p| p.header);
         let kind = match u {
             PageUse::Meta => "meta",
             PageUse::Freelist => "freelist",
@@ -46,25 +45,23 @@ pub fn page_lines(db: &Db, map: &PageMap) -> Vec<PageLine> {
             u,
             PageUse::Meta | PageUse::Freelist | PageUse::Branch | PageUse::Leaf
         );
-        let items = match (headed, header) {
-            (true, Some(h)) if h.kind() == PageKind::Freelist => {
-                FreelistView::parse(&h, db.page(id).map(|p| p.data).unwrap_or(&[]))
-                    .ok()
-                    .map(|v| v.len() as u64)
-            }
-            (true, Some(h)) => Some(u64::from(h.count)),
-            _ => None,
+        // Only these pages start with a header: reading one off an overflow or free page
+        // would only build an error (costly with many overflow pages).
+        let page = if headed { db.page(id).ok() } else { None };
+        let header = page.map(|p| p.header);
+        let items = match page {
+            Some(p) if p.kind() == PageKind::Freelist => FreelistView::parse(&p.header, p.data)
+                .ok()
+                .map(|v| v.len() as u64),
+            Some(p) => Some(u64::from(p.header.count)),
+            None => None,
         };
         let bucket = map.owner_path(db, id).map(|p| show_path(&p));
         out.push(PageLine {
             id,
             kind,
             items,
-            overflow: if headed {
-                header.map(|h| h.overflow)
-            } else {
-                None
-            },
+            overflow: header.map(|h| h.overflow),
             bucket,
         });
     }
