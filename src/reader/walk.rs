@@ -10,7 +10,7 @@
 use crate::error::Error;
 use crate::format::PageId;
 use crate::format::bucket::BucketHeader;
-use crate::format::element::LeafElement;
+use crate::format::element::{BranchElement, LeafElement};
 use crate::format::page::PageKind;
 
 use super::cursor::{Budget, MAX_TREE_DEPTH};
@@ -115,6 +115,12 @@ struct Walker<'a, 'v, V> {
     /// The budget ran out: the walk unwinds without reading more.
     stopped: bool,
     v: &'v mut V,
+}
+
+/// An element of a node, read once.
+enum Element<'a> {
+    Leaf(LeafElement<'a>),
+    Branch(BranchElement<'a>),
 }
 
 /// Key bounds a subtree must respect: `lo <= key < hi`.
@@ -262,17 +268,22 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             if self.stopped {
                 return;
             }
-            let key = if node.is_leaf() {
-                node.leaf(i).map(|e| (e.key, e.value.len()))
+            // Each element is read once; a bad one is reported and skipped.
+            let read = if node.is_leaf() {
+                node.leaf(i).map(Element::Leaf)
             } else {
-                node.branch(i).map(|e| (e.key, 0))
+                node.branch(i).map(Element::Branch)
             };
-            let (key, vlen) = match key {
-                Ok(k) => k,
+            let el = match read {
+                Ok(el) => el,
                 Err(e) => {
                     self.v.problem(e.into());
                     continue;
                 }
+            };
+            let (key, vlen) = match &el {
+                Element::Leaf(e) => (e.key, e.value.len()),
+                Element::Branch(e) => (e.key, 0),
             };
             let at = node.element_offset(i);
             if !self.budget.spend(key.len().saturating_add(vlen)) {
@@ -286,40 +297,42 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             }
             self.key_order(node.page, at, i, key, prev, bounds);
             prev = Some(key);
-            if node.is_leaf() {
-                let e = node.leaf(i).expect("read above");
-                self.v.entry(b.index, node, &e);
-                if e.is_bucket() {
-                    self.sub_bucket(b, node, &e, nesting + 1);
+            match el {
+                Element::Leaf(e) => {
+                    self.v.entry(b.index, node, &e);
+                    if e.is_bucket() {
+                        self.sub_bucket(b, node, &e, nesting + 1);
+                    }
                 }
-            } else {
-                let child = node.branch(i).expect("read above").child;
-                let hi = if i + 1 < node.count() {
-                    node.branch(i + 1).ok().map(|e| e.key).or(bounds.hi)
-                } else {
-                    bounds.hi
-                };
-                if child < 2 {
-                    self.problem(
-                        node.page,
-                        at + 8,
-                        format!("branch element {i} points at meta page {child}"),
-                    );
-                    continue;
+                Element::Branch(e) => {
+                    let child = e.child;
+                    let hi = if i + 1 < node.count() {
+                        node.branch(i + 1).ok().map(|e| e.key).or(bounds.hi)
+                    } else {
+                        bounds.hi
+                    };
+                    if child < 2 {
+                        self.problem(
+                            node.page,
+                            at + 8,
+                            format!("branch element {i} points at meta page {child}"),
+                        );
+                        continue;
+                    }
+                    // Located at the element: there is nothing to see at the page it names.
+                    let hwm = self.db.hwm();
+                    if child >= hwm {
+                        self.problem(
+                            node.page,
+                            at + 8,
+                            format!(
+                                "branch element {i} points at page {child}, beyond the high-water mark {hwm}"
+                            ),
+                        );
+                        continue;
+                    }
+                    self.tree(b, child, depth + 1, Bounds { lo: Some(key), hi }, nesting);
                 }
-                // Located at the element: there is nothing to see at the page it names.
-                let hwm = self.db.hwm();
-                if child >= hwm {
-                    self.problem(
-                        node.page,
-                        at + 8,
-                        format!(
-                            "branch element {i} points at page {child}, beyond the high-water mark {hwm}"
-                        ),
-                    );
-                    continue;
-                }
-                self.tree(b, child, depth + 1, Bounds { lo: Some(key), hi }, nesting);
             }
         }
     }
