@@ -377,6 +377,8 @@ struct Matrix<'f> {
     /// Every n-th case runs the full depth (page_detail of every page, dump).
     full_every: usize,
     n: usize,
+    /// The page being damaged, detailed in every case (with the pages a case names).
+    focus: Option<PageId>,
 }
 
 impl Matrix<'_> {
@@ -394,10 +396,11 @@ impl Matrix<'_> {
         } else {
             Depth::Pages
         };
-        let detail: Vec<PageId> = match &expect {
+        let mut detail: Vec<PageId> = match &expect {
             Expect::Located(pages) => pages.iter().map(|p| p.0).collect(),
             _ => Vec::new(),
         };
+        detail.extend(self.focus);
         let o = exercise(bytes, depth, &detail);
         let name = &self.fx.name;
         match expect {
@@ -483,6 +486,7 @@ impl Matrix<'_> {
         pages.extend(fx.freelist);
         pages.extend(fx.sample_tree(TREE_PAGES));
         for id in pages {
+            self.focus = Some(id);
             let span = fx.span(id);
             let kind = if id < 2 {
                 "meta"
@@ -560,6 +564,7 @@ impl Matrix<'_> {
     fn element_fields(&mut self) {
         let fx = self.fx;
         for id in fx.sample_tree(TREE_PAGES) {
+            self.focus = Some(id);
             let base = fx.off(id);
             let count = get(&fx.bytes, base + 10, 2) as usize;
             if count == 0 {
@@ -713,6 +718,50 @@ impl Matrix<'_> {
         }
     }
 
+    /// The active meta's root, high-water mark and txid, checksum fixed (the meta stays valid).
+    fn meta_fields(&mut self) {
+        let fx = self.fx;
+        let mo = fx.active * fx.ps as usize;
+        let file_pages = fx.bytes.len() as u64 / fx.ps;
+        let mut edits: Vec<(&str, usize, u64, bool)> = Vec::new(); // field, at, value, detectable
+        for v in [0, 1, fx.hwm, fx.hwm + 1, u64::MAX] {
+            edits.push(("root", 32, v, true)); // outside [2, hwm)
+        }
+        for v in [fx.root + 1, fx.hwm - 1] {
+            edits.push(("root", 32, v, false));
+        }
+        for v in [0, 1, 2, fx.root] {
+            edits.push(("hwm", 56, v, true)); // the root is not below it
+        }
+        edits.push(("hwm", 56, u64::MAX, true)); // past the file: truncated
+        edits.push(("hwm", 56, file_pages + 1, true));
+        for v in [fx.hwm - 1, fx.hwm + 1] {
+            edits.push(("hwm", 56, v, false));
+        }
+        for v in [0, u64::MAX] {
+            edits.push(("txid", 64, v, false)); // only changes which meta is active
+        }
+        for (field, at, v, detectable) in edits {
+            let mut b = fx.bytes.clone();
+            if get(&b, mo + at, 8) == v {
+                continue;
+            }
+            put(&mut b, mo + at, 8, v);
+            fix_meta_checksum(&mut b, mo);
+            let expect = if detectable {
+                Expect::Detected
+            } else {
+                Expect::Nothing
+            };
+            self.case(
+                "meta field",
+                format!("active meta {}: {field} = {v}", fx.active),
+                b,
+                expect,
+            );
+        }
+    }
+
     /// Point the active meta's freelist somewhere wrong (checksum fixed, so the meta is valid).
     fn freelist_pointer(&mut self) {
         let fx = self.fx;
@@ -767,6 +816,7 @@ impl Matrix<'_> {
         let fx = self.fx;
         let branches: Vec<PageId> = fx.branches.iter().copied().collect();
         for id in sample(&branches, TREE_PAGES) {
+            self.focus = Some(id);
             let base = fx.off(id);
             let count = get(&fx.bytes, base + 10, 2) as usize;
             let child = |e: usize| base + 16 + 16 * e + 8;
@@ -832,11 +882,14 @@ fn run_matrix(rel: &'static str) {
         tally: Tally::default(),
         full_every,
         n: 0,
+        focus: None,
     };
     m.truncations();
     m.header_fields();
     m.element_fields();
+    m.focus = None;
     m.metas();
+    m.meta_fields();
     m.freelist_pointer();
     m.shared_and_cycles();
     let elapsed = start.elapsed();
