@@ -634,15 +634,22 @@ impl Matrix<'_> {
     fn metas(&mut self) {
         let fx = self.fx;
         let ps = fx.ps;
-        let mut edits: Vec<(String, usize, usize, u64, bool)> = Vec::new(); // what, at, width, value, fix checksum
+        // (what, at, width, value or None to flip the lowest bit, fix the checksum)
+        let mut edits: Vec<(String, usize, usize, Option<u64>, bool)> = Vec::new();
         for v in [0, u64::from(MAGIC ^ 1), u64::from(u32::MAX)] {
-            edits.push((format!("magic = {v:#x}"), 16, 4, v, false));
+            edits.push((format!("magic = {v:#x}"), 16, 4, Some(v), false));
         }
         for v in [0, 1, u64::from(VERSION + 1), u64::from(u32::MAX)] {
-            edits.push((format!("version = {v}"), 20, 4, v, false));
+            edits.push((format!("version = {v}"), 20, 4, Some(v), false));
         }
         for v in [0, 1024, ps / 2, ps * 2, u64::from(u32::MAX)] {
-            edits.push((format!("page size = {v} (stale checksum)"), 24, 4, v, false));
+            edits.push((
+                format!("page size = {v} (stale checksum)"),
+                24,
+                4,
+                Some(v),
+                false,
+            ));
         }
         for v in [
             0,
@@ -655,11 +662,17 @@ impl Matrix<'_> {
             (1 << 24) + 1,
             u64::from(u32::MAX),
         ] {
-            edits.push((format!("page size = {v} (checksum fixed)"), 24, 4, v, true));
+            edits.push((
+                format!("page size = {v} (checksum fixed)"),
+                24,
+                4,
+                Some(v),
+                true,
+            ));
         }
-        edits.push(("checksum = 0".into(), 72, 8, 0, false));
-        edits.push(("checksum = max".into(), 72, 8, u64::MAX, false));
-        edits.push(("checksum bit flipped".into(), 72, 8, u64::MAX, false)); // replaced below
+        edits.push(("checksum = 0".into(), 72, 8, Some(0), false));
+        edits.push(("checksum = max".into(), 72, 8, Some(u64::MAX), false));
+        edits.push(("checksum bit flipped".into(), 72, 8, None, false));
 
         for (what, at, width, v, fix) in edits {
             for which in [&[0usize][..], &[1], &[0, 1]] {
@@ -667,11 +680,7 @@ impl Matrix<'_> {
                 let mut changed = false;
                 for &m in which {
                     let mo = m * ps as usize;
-                    let v = if what == "checksum bit flipped" {
-                        get(&b, mo + at, width) ^ 1
-                    } else {
-                        v
-                    };
+                    let v = v.unwrap_or(get(&b, mo + at, width) ^ 1);
                     changed |= get(&b, mo + at, width) != v;
                     put(&mut b, mo + at, width, v);
                     if fix {
@@ -681,7 +690,8 @@ impl Matrix<'_> {
                 if !changed {
                     continue;
                 }
-                let stays_valid = what == "checksum = 0" || (fix && (1024..=1 << 24).contains(&v));
+                let stays_valid = what == "checksum = 0"
+                    || (fix && v.is_some_and(|v| (1024..=1 << 24).contains(&v)));
                 let desc = format!("meta {which:?}: {what}");
                 let o = self.case("meta", desc.clone(), b, Expect::Detected);
                 if stays_valid {
