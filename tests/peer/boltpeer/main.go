@@ -18,6 +18,8 @@
 //	boltpeer meta DB                      active meta page, one JSON object
 //	boltpeer compact SRC DST [TXMAXSIZE]  bolt.Compact(dst, src, txMaxSize) (default 65536)
 //	boltpeer gen SHAPE OUT                write fixture SHAPE to OUT (OUT is replaced)
+//	boltpeer compact-nosync SRC DST [TXMAXSIZE]  the same Compact, DST opened with NoSync
+//	boltpeer gen-etcd SIZE_MIB OUT        large etcd-3.4-schema db (genetcd.go)
 //
 // Everything is printed to stdout. Errors go to stderr with exit status 2.
 // bbolt itself may panic (also exit status 2) or loop on corrupt files, so
@@ -61,7 +63,9 @@ func usage() {
   boltpeer check DB
   boltpeer meta DB
   boltpeer compact SRC DST [TXMAXSIZE]
-  boltpeer gen SHAPE OUT        (shapes: `+shapeList()+`)`)
+  boltpeer gen SHAPE OUT        (shapes: `+shapeList()+`)
+  boltpeer compact-nosync SRC DST [TXMAXSIZE]
+  boltpeer gen-etcd SIZE_MIB OUT`)
 	os.Exit(2)
 }
 
@@ -91,7 +95,7 @@ func main() {
 			usage()
 		}
 		cmdMeta(args[0])
-	case "compact":
+	case "compact", "compact-nosync":
 		if len(args) != 2 && len(args) != 3 {
 			usage()
 		}
@@ -103,7 +107,16 @@ func main() {
 			}
 			txMax = v
 		}
-		cmdCompact(args[0], args[1], txMax)
+		if os.Args[1] == "compact-nosync" {
+			cmdCompactNoSync(args[0], args[1], txMax)
+		} else {
+			cmdCompact(args[0], args[1], txMax)
+		}
+	case "gen-etcd":
+		if len(args) != 2 {
+			usage()
+		}
+		cmdGenEtcd(args[0], args[1])
 	case "gen":
 		if len(args) != 2 {
 			usage()
