@@ -151,12 +151,32 @@ enum Cmd {
         json: bool,
     },
     /// Per-bucket statistics (Go's Bucket.Stats()) and file-level figures: page use,
-    /// free runs, fill, and an estimate of a defragmented copy's size.
+    /// free runs, fill, and an estimate of a defragmented copy's size. On etcd files also
+    /// the MVCC figures: revisions, keys, prefixes, a revision histogram, capacity planning.
     Analyze {
         #[command(flatten)]
         db: DbArg,
         #[arg(long)]
         json: bool,
+        /// Also write a self-contained HTML report (inline SVG charts) to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// etcd: group non-Kubernetes keys by their first N path segments.
+        #[arg(long, default_value_t = 1)]
+        prefix_depth: usize,
+        /// etcd: group Kubernetes keys (/registry/...) by resource and namespace.
+        #[arg(long)]
+        by_namespace: bool,
+        /// etcd: the backend quota for the headroom figures (etcd's default: 2 GiB).
+        #[arg(long, default_value_t = boltpack::analyze::etcd::DEFAULT_QUOTA_BYTES)]
+        quota_bytes: u64,
+        /// etcd: a tombstone exactly at the candidate revision: keep (etcd >= 3.4.34 /
+        /// 3.5.16 / 3.6) or drop (older etcd), as in `compact`.
+        #[arg(long, value_enum, default_value = "keep")]
+        tombstone_at_rev: TombstoneArg,
+        /// etcd: how many keys the top lists show.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
     },
     /// One page decoded: header and elements (values in hex).
     Page {
@@ -370,9 +390,39 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
             0
         }
-        Cmd::Analyze { db, json: as_json } => {
+        Cmd::Analyze {
+            db,
+            json: as_json,
+            html,
+            prefix_depth,
+            by_namespace,
+            quota_bytes,
+            tombstone_at_rev,
+            top,
+        } => {
+            use std::io::IsTerminal;
             let db = open(&db)?;
-            let a = boltpack::analyze::Analysis::gather(&db);
+            let opts = boltpack::analyze::etcd::EtcdOptions {
+                prefix_depth,
+                by_namespace,
+                quota_bytes,
+                rule: match tombstone_at_rev {
+                    TombstoneArg::Keep => TombstoneAtRev::Keep,
+                    TombstoneArg::Drop => TombstoneAtRev::Drop,
+                },
+                top,
+                progress: db.file_size() > 64 << 20 && std::io::stderr().is_terminal(),
+                ..Default::default()
+            };
+            let a = boltpack::analyze::Analysis::gather_with(&db, &opts)?;
+            if let Some(path) = &html {
+                std::fs::write(path, boltpack::report::html::render(&a)).map_err(|source| {
+                    Error::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
             if as_json {
                 json(&a, &mut out)?;
             } else {

@@ -3,8 +3,7 @@
 //!
 //! # JSON (`boltpack analyze --json`)
 //!
-//! The field names below are stable; new fields may be added (an `etcd` section for the
-//! MVCC part is planned).
+//! The field names below are stable; new fields may be added.
 //!
 //! - `file`: [`frag::FileFigures`]: `file_size`, `page_size`, `hwm`, `used_size`,
 //!   `past_hwm_bytes`; `live`, `free`, `unreachable` as `{pages, bytes}`; `free_runs`
@@ -18,7 +17,26 @@
 //!   with Go's field names, sub-buckets aggregated in), `own` (same fields, this bucket's
 //!   pages only), `leaf_fill_pct`, `branch_fill_pct` (of `own`).
 //! - `problems`: how many problems the walks met; when not 0, run `boltpack check`.
+//! - `etcd` (only for etcd files, which have the `key` and `meta` buckets):
+//!   [`etcd::EtcdAnalysis`]: `current_revision`, `compacted_revision`,
+//!   `finished_compact_rev`, `scheduled_compact_rev`, `interrupted_compaction`,
+//!   `first_key_revision`, `last_key_revision`, `consistent_index`, `term`,
+//!   `storage_version`, `alarms [{member_id, alarm}]`, `members`, `members_removed`,
+//!   `leases`; `keys {entries, distinct_keys, live_keys, tombstones, historical_revisions,
+//!   entry_bytes, latest_bytes, history_bytes, live_value_bytes}`; `revisions_per_key {p50,
+//!   p90, p99, max, mean}`; `top_keys_by_revisions`, `top_keys_by_bytes` `[{key, revisions,
+//!   bytes, live}]`; `prefixes {grouping, groups: [{prefix, keys, live_keys, revisions,
+//!   latest_bytes, history_bytes}]}`; `revision_histogram [{first, last, entries,
+//!   tombstones, bytes}]`; `capacity {tombstone_at_rev, fill_percent, quota_bytes,
+//!   file_size, headroom_bytes, bytes_per_revision, quota_reached_at_revision,
+//!   headroom_after_compaction_bytes, quota_reached_after_compaction_at_revision, curve:
+//!   [{revision, remaining_entries, remaining_bytes}], candidates: [{revision,
+//!   remaining_entries, remaining_bytes, removed_entries, removed_bytes,
+//!   remaining_file_size, saving_bytes, headroom_bytes, compacts}], note}`. Bytes are entry
+//!   bytes (revision key + `KeyValue`) except `file_size`, `remaining_file_size` and the
+//!   headroom figures, which are file bytes.
 
+pub mod etcd;
 pub mod frag;
 pub mod stats;
 
@@ -80,13 +98,24 @@ pub struct Analysis {
     pub buckets: Vec<BucketReport>,
     /// Problems met while walking; figures may be off when not 0 (see `boltpack check`).
     pub problems: usize,
+    /// The etcd MVCC part, for etcd files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<etcd::EtcdAnalysis>,
 }
 
 impl Analysis {
+    /// The bbolt figures only (no etcd section).
     pub fn gather(db: &Db) -> Analysis {
         let map = PageMap::build(db);
         let stats = bucket_stats(db);
         Analysis::from_parts(db, &map, &stats)
+    }
+
+    /// The bbolt figures, plus the etcd section for etcd files.
+    pub fn gather_with(db: &Db, opts: &etcd::EtcdOptions) -> crate::error::Result<Analysis> {
+        let mut a = Analysis::gather(db);
+        a.etcd = etcd::EtcdAnalysis::gather(db, opts)?;
+        Ok(a)
     }
 
     pub fn from_parts(db: &Db, map: &PageMap, stats: &Stats<'_>) -> Analysis {
@@ -96,6 +125,7 @@ impl Analysis {
             buckets: stats.listed().iter().map(BucketReport::new).collect(),
             // The page map's walk is the stats walk plus the freelist checks.
             problems: map.problems.len(),
+            etcd: None,
         }
     }
 }

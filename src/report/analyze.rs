@@ -3,10 +3,11 @@
 use std::fmt::Write;
 
 use crate::analyze::Analysis;
+use crate::analyze::etcd::EtcdAnalysis;
 use crate::analyze::frag::Amount;
 
 /// Bytes with a binary-unit figure beside them when large.
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -150,7 +151,183 @@ pub fn render(a: &Analysis) -> String {
             a.problems
         );
     }
+    if let Some(e) = &a.etcd {
+        render_etcd(&mut s, e);
+    }
     s
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// The etcd MVCC section.
+pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
+    let _ = writeln!(s, "\netcd");
+    let _ = writeln!(s, "  current revision     {}", e.current_revision);
+    let _ = writeln!(
+        s,
+        "  compacted revision   {} (finishedCompactRev {}, scheduledCompactRev {}{})",
+        e.compacted_revision,
+        opt(&e.finished_compact_rev),
+        opt(&e.scheduled_compact_rev),
+        e.interrupted_compaction.map_or(String::new(), |r| format!(
+            "; INTERRUPTED compaction at {r}"
+        ))
+    );
+    let _ = writeln!(
+        s,
+        "  key revisions        {} .. {}",
+        opt(&e.first_key_revision),
+        opt(&e.last_key_revision)
+    );
+    let _ = writeln!(
+        s,
+        "  consistent index     {}   term {}{}",
+        opt(&e.consistent_index),
+        opt(&e.term),
+        e.storage_version
+            .as_ref()
+            .map_or(String::new(), |v| format!("   storage version {v}"))
+    );
+    let alarms = if e.alarms.is_empty() {
+        "none".to_string()
+    } else {
+        e.alarms
+            .iter()
+            .map(|a| format!("{} on member {}", a.alarm, a.member_id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(s, "  alarms               {alarms}");
+    let _ = writeln!(
+        s,
+        "  members              {} ({} removed); leases {}",
+        e.members, e.members_removed, e.leases
+    );
+    let k = &e.keys;
+    let _ = writeln!(
+        s,
+        "  revision entries     {} ({})",
+        k.entries,
+        size(k.entry_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "  distinct keys        {}: {} live, {} deleted",
+        k.distinct_keys,
+        k.live_keys,
+        k.distinct_keys - k.live_keys
+    );
+    let _ = writeln!(s, "  tombstones           {}", k.tombstones);
+    let _ = writeln!(
+        s,
+        "  historical revisions {} ({}); latest revisions {}",
+        k.historical_revisions,
+        size(k.history_bytes),
+        size(k.latest_bytes)
+    );
+    let d = &e.revisions_per_key;
+    let _ = writeln!(
+        s,
+        "  revisions per key    p50 {}, p90 {}, p99 {}, max {}, mean {:.2}",
+        d.p50, d.p90, d.p99, d.max, d.mean
+    );
+    for (title, list) in [
+        ("top keys by revisions", &e.top_keys_by_revisions),
+        ("top keys by bytes", &e.top_keys_by_bytes),
+    ] {
+        let _ = writeln!(s, "\n{title}");
+        let _ = writeln!(s, "  {:>9} {:>12} {:>5}  KEY", "REVISIONS", "BYTES", "LIVE");
+        for t in list {
+            let _ = writeln!(
+                s,
+                "  {:>9} {:>12} {:>5}  {}",
+                t.revisions,
+                t.bytes,
+                if t.live { "yes" } else { "no" },
+                t.key
+            );
+        }
+    }
+    let _ = writeln!(s, "\nby prefix: {}", e.prefixes.grouping);
+    let _ = writeln!(
+        s,
+        "  {:<40} {:>7} {:>7} {:>9} {:>12} {:>12}",
+        "PREFIX", "KEYS", "LIVE", "REVISIONS", "LATEST B", "HISTORY B"
+    );
+    for g in &e.prefixes.groups {
+        let _ = writeln!(
+            s,
+            "  {:<40} {:>7} {:>7} {:>9} {:>12} {:>12}",
+            g.prefix, g.keys, g.live_keys, g.revisions, g.latest_bytes, g.history_bytes
+        );
+    }
+    let _ = writeln!(s, "\nrevision histogram (entries by main revision)");
+    let _ = writeln!(
+        s,
+        "  {:<17} {:>8} {:>10} {:>12}",
+        "REVISIONS", "ENTRIES", "TOMBSTONES", "BYTES"
+    );
+    for b in &e.revision_histogram {
+        let range = if b.first == b.last {
+            b.first.to_string()
+        } else {
+            format!("{}-{}", b.first, b.last)
+        };
+        let _ = writeln!(
+            s,
+            "  {range:<17} {:>8} {:>10} {:>12}",
+            b.entries, b.tombstones, b.bytes
+        );
+    }
+    let c = &e.capacity;
+    let _ = writeln!(
+        s,
+        "\ncapacity (tombstone at R: {}; quota {})",
+        c.tombstone_at_rev,
+        size(c.quota_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "  {:>10} {:>9} {:>12} {:>9} {:>12} {:>24} {:>14}",
+        "COMPACT AT", "ENTRIES", "BYTES", "REMOVED", "REMOVED B", "FILE AFTER+DEFRAG", "HEADROOM"
+    );
+    for x in &c.candidates {
+        let _ = writeln!(
+            s,
+            "  {:>10} {:>9} {:>12} {:>9} {:>12} {:>24} {:>14}{}",
+            x.revision,
+            x.remaining_entries,
+            x.remaining_bytes,
+            x.removed_entries,
+            x.removed_bytes,
+            x.remaining_file_size,
+            x.headroom_bytes,
+            if x.compacts { "" } else { "  (defrag only)" }
+        );
+    }
+    let _ = writeln!(s, "  ({})", c.note);
+    let _ = writeln!(
+        s,
+        "  file now             {}; headroom to the quota {} bytes",
+        size(c.file_size),
+        c.headroom_bytes
+    );
+    let _ = writeln!(
+        s,
+        "  growth               {:.1} entry bytes per revision over the uncompacted range",
+        c.bytes_per_revision
+    );
+    let _ = writeln!(
+        s,
+        "  quota reached at     revision {} without compaction; {} after compacting at {} + \
+         defrag (entry bytes only: page overhead brings it sooner)",
+        opt(&c.quota_reached_at_revision),
+        opt(&c.quota_reached_after_compaction_at_revision),
+        e.current_revision
+    );
 }
 
 #[cfg(test)]

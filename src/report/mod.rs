@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod dump;
 pub mod etcd;
+pub mod html;
 pub mod info;
 pub mod pages;
 

@@ -99,8 +99,26 @@ fn for_each_item<'a>(
         .and_then(|name| t.set.get(name))
         .map(|m| m.iter().peekable());
     let mut dropped = 0;
-    for e in b.iter() {
+    let mut prev: Option<&[u8]> = None;
+    let mut entries = b.iter();
+    while let Some(e) = entries.next() {
         let e = e?;
+        // The copy is built bottom-up from the entries as they come: a source whose keys are
+        // not strictly ascending would give a tree no reader can search. Refuse it.
+        if prev.is_some_and(|p| e.key <= p) {
+            let (page, offset) = entries.position().unwrap_or((b.root_page(), 0));
+            return Err(Error::corrupt(
+                page,
+                offset,
+                format!(
+                    "key {} is not above the key before it ({}): the source's key order is broken, \
+                     so no copy is written (see `boltpack check`)",
+                    hex_cut(e.key),
+                    hex_cut(prev.unwrap_or_default())
+                ),
+            ));
+        }
+        prev = Some(e.key);
         if let Some(set) = set.as_mut() {
             while let Some((k, v)) = set.next_if(|(k, _)| k.as_slice() <= e.key) {
                 if !f(Item::Plain(k, v))? {
@@ -135,6 +153,15 @@ fn for_each_item<'a>(
         }
     }
     Ok(dropped)
+}
+
+/// A key in hex for a message, cut to 32 bytes.
+fn hex_cut(k: &[u8]) -> String {
+    let mut s: String = k.iter().take(32).map(|b| format!("{b:02x}")).collect();
+    if k.len() > 32 {
+        s.push_str("...");
+    }
+    s
 }
 
 struct Writer<'a, W: Write> {
@@ -401,6 +428,44 @@ pub fn verify(copy: &Db, expected: &[u8; 32]) -> Result<()> {
     Ok(())
 }
 
+/// What a long compaction is doing, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Bytes of the copy written so far.
+    Written(u64),
+    /// Re-reading and checking the copy.
+    Verifying,
+}
+
+/// A progress callback.
+pub type ProgressFn<'p> = &'p dyn Fn(Progress);
+
+/// Counts bytes on their way to `inner` and reports every 4 MiB.
+struct Counted<'p, W> {
+    inner: W,
+    written: u64,
+    reported: u64,
+    progress: Option<ProgressFn<'p>>,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        if let Some(p) = self.progress
+            && self.written - self.reported >= 4 << 20
+        {
+            self.reported = self.written;
+            p(Progress::Written(self.written));
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Write the copy of `db` to `dst` atomically; `verify` re-reads it before the rename.
 pub fn compact_file<'a>(
     db: &'a Db,
@@ -409,6 +474,7 @@ pub fn compact_file<'a>(
     t: &'a Transform<'a>,
     force: bool,
     check_output: bool,
+    progress: Option<ProgressFn<'_>>,
 ) -> Result<CompactSummary> {
     let mut af = AtomicFile::create(dst, force)?;
     let tmp = af.tmp_path().to_path_buf();
@@ -416,13 +482,26 @@ pub fn compact_file<'a>(
         path: tmp.clone(),
         source,
     };
-    let buffered = BufWriter::with_capacity(8 << 20, af.file().try_clone().map_err(io)?);
-    let w = compact_to(db, opts, t, buffered)?;
-    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
+    let counted = Counted {
+        inner: af.file().try_clone().map_err(io)?,
+        written: 0,
+        reported: 0,
+        progress,
+    };
+    let buffered = BufWriter::with_capacity(8 << 20, counted);
+    // Name the temp file in write errors (a full disk shows up here).
+    let w = compact_to(db, opts, t, buffered).map_err(|e| match e {
+        Error::Io { path, source } if path.as_os_str() == "<output>" => io(source),
+        e => e,
+    })?;
+    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
     file.write_all_at(&w.metas, 0).map_err(io)?;
     file.sync_all().map_err(io)?;
     let mut summary = w.summary;
     if check_output {
+        if let Some(p) = progress {
+            p(Progress::Verifying);
+        }
         let expected = expected_digest(db, t)?;
         let copy = Db::open(&tmp, OpenOptions { lock: false })?;
         verify(&copy, &expected)?;
@@ -479,6 +558,8 @@ pub struct CompactRequest<'p> {
     pub in_place: bool,
     /// With `in_place`: keep the original as `db.boltpack-backup-<unix time>` (hard link).
     pub backup: bool,
+    /// Called as the copy is written and verified.
+    pub progress: Option<ProgressFn<'p>>,
 }
 
 /// The destination's canonical path, whether or not it exists yet.
@@ -597,9 +678,9 @@ pub fn compact_path(req: &CompactRequest<'_>) -> Result<CompactReport> {
                 })?;
                 backup = Some(b);
             }
-            compact_file(&db, d, &req.opts, &t, true, req.verify)?
+            compact_file(&db, d, &req.opts, &t, true, req.verify, req.progress)?
         }
-        Some(d) => compact_file(&db, d, &req.opts, &t, req.force, req.verify)?,
+        Some(d) => compact_file(&db, d, &req.opts, &t, req.force, req.verify, req.progress)?,
     };
     Ok(CompactReport {
         src: req.src.to_path_buf(),

@@ -1,0 +1,545 @@
+//! `boltpack analyze --html FILE`: one self-contained HTML page (inline CSS and SVG, no
+//! scripts, no external resources) with the file figures and, for etcd files, charts of the
+//! revision histogram, the prefix breakdown and the capacity curve.
+
+use std::fmt::Write;
+
+use crate::analyze::Analysis;
+use crate::analyze::etcd::EtcdAnalysis;
+use crate::report::analyze::size;
+
+/// Escape text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+const W: f64 = 760.0;
+const H: f64 = 240.0;
+const LEFT: f64 = 70.0;
+const BOTTOM: f64 = 30.0;
+const TOP: f64 = 10.0;
+
+/// Compact byte label for axes.
+fn short(b: f64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (b, 0);
+    while v >= 1024.0 && u + 1 < U.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", U[u])
+    }
+}
+
+/// Vertical bars: (label for the tooltip, value).
+fn bar_chart(title: &str, bars: &[(String, f64)], x_first: &str, x_last: &str) -> String {
+    let mut s = String::new();
+    let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1.0);
+    let plot_w = W - LEFT - 10.0;
+    let plot_h = H - TOP - BOTTOM;
+    let bw = plot_w / bars.len().max(1) as f64;
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img"><title>{}</title>"#,
+        esc(title)
+    );
+    axes(&mut s, max, short);
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let h = v / max * plot_h;
+        let _ = write!(
+            s,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#4e79a7"><title>{}</title></rect>"##,
+            LEFT + i as f64 * bw,
+            TOP + plot_h - h,
+            (bw - 1.0).max(0.5),
+            h,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{LEFT}" y="{}" font-size="11">{}</text><text x="{}" y="{}" font-size="11" text-anchor="end">{}</text></svg>"#,
+        H - 8.0,
+        esc(x_first),
+        W - 10.0,
+        H - 8.0,
+        esc(x_last)
+    );
+    s
+}
+
+/// Y axis with three labels.
+fn axes(s: &mut String, max: f64, fmt: fn(f64) -> String) {
+    let plot_h = H - TOP - BOTTOM;
+    let _ = write!(
+        s,
+        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="#888"/><line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#888"/>"##,
+        TOP + plot_h,
+        TOP + plot_h,
+        W - 10.0,
+        TOP + plot_h
+    );
+    for f in [0.0, 0.5, 1.0] {
+        let y = TOP + plot_h - f * plot_h;
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
+            LEFT - 4.0,
+            y + 3.0,
+            esc(&fmt(max * f))
+        );
+    }
+}
+
+/// Horizontal stacked bars (latest, history) per prefix.
+fn prefix_chart(e: &EtcdAnalysis) -> String {
+    let rows: Vec<_> = e.prefixes.groups.iter().take(20).collect();
+    let max = rows
+        .iter()
+        .map(|g| (g.latest_bytes + g.history_bytes) as f64)
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let row_h = 18.0;
+    let label_w = 260.0;
+    let h = rows.len() as f64 * row_h + 30.0;
+    let plot_w = W - label_w - 90.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" role="img"><title>bytes by prefix</title>"#
+    );
+    for (i, g) in rows.iter().enumerate() {
+        let y = i as f64 * row_h + 4.0;
+        let lw = g.latest_bytes as f64 / max * plot_w;
+        let hw = g.history_bytes as f64 / max * plot_w;
+        let _ = write!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text><rect x="{label_w}" y="{y:.1}" width="{lw:.1}" height="{:.1}" fill="#4e79a7"><title>latest {} bytes</title></rect><rect x="{:.1}" y="{y:.1}" width="{hw:.1}" height="{:.1}" fill="#f28e2b"><title>history {} bytes</title></rect><text x="{:.1}" y="{:.1}" font-size="10">{}</text>"##,
+            label_w - 6.0,
+            y + 12.0,
+            esc(&g.prefix),
+            row_h - 4.0,
+            g.latest_bytes,
+            label_w + lw,
+            row_h - 4.0,
+            g.history_bytes,
+            label_w + lw + hw + 4.0,
+            y + 12.0,
+            esc(&short((g.latest_bytes + g.history_bytes) as f64))
+        );
+    }
+    let y = rows.len() as f64 * row_h + 20.0;
+    let _ = write!(
+        s,
+        r##"<rect x="{label_w}" y="{:.1}" width="10" height="10" fill="#4e79a7"/><text x="{:.1}" y="{y:.1}" font-size="11">latest revision</text><rect x="{:.1}" y="{:.1}" width="10" height="10" fill="#f28e2b"/><text x="{:.1}" y="{y:.1}" font-size="11">history</text></svg>"##,
+        y - 9.0,
+        label_w + 14.0,
+        label_w + 130.0,
+        y - 9.0,
+        label_w + 144.0
+    );
+    s
+}
+
+/// Remaining entry bytes by compaction revision (line) and the planner's file sizes
+/// (points), on one byte axis.
+fn capacity_chart(e: &EtcdAnalysis) -> String {
+    let c = &e.capacity;
+    let (lo, hi) = match (c.curve.first(), c.curve.last()) {
+        (Some(a), Some(b)) => (a.revision, b.revision),
+        _ => (e.current_revision, e.current_revision),
+    };
+    let span = (hi - lo).max(1) as f64;
+    let max = c
+        .curve
+        .iter()
+        .map(|p| p.remaining_bytes as f64)
+        .chain(c.candidates.iter().map(|x| x.remaining_file_size as f64))
+        .chain([c.file_size as f64])
+        .fold(0.0, f64::max)
+        .max(1.0);
+    let plot_w = W - LEFT - 10.0;
+    let plot_h = H - TOP - BOTTOM;
+    let x = |r: i64| LEFT + (r - lo) as f64 / span * plot_w;
+    let y = |v: f64| TOP + plot_h - v / max * plot_h;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img"><title>capacity after compaction at R</title>"#
+    );
+    axes(&mut s, max, short);
+    let pts: Vec<String> = c
+        .curve
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", x(p.revision), y(p.remaining_bytes as f64)))
+        .collect();
+    let _ = write!(
+        s,
+        r##"<polyline points="{}" fill="none" stroke="#4e79a7" stroke-width="2"/>"##,
+        pts.join(" ")
+    );
+    let fy = y(c.file_size as f64);
+    let _ = write!(
+        s,
+        r##"<line x1="{LEFT}" y1="{fy:.1}" x2="{:.1}" y2="{fy:.1}" stroke="#e15759" stroke-dasharray="4 3"><title>file now: {} bytes</title></line>"##,
+        W - 10.0,
+        c.file_size
+    );
+    let cp: Vec<String> = c
+        .candidates
+        .iter()
+        .map(|k| {
+            format!(
+                "{:.1},{:.1}",
+                x(k.revision),
+                y(k.remaining_file_size as f64)
+            )
+        })
+        .collect();
+    let _ = write!(
+        s,
+        r##"<polyline points="{}" fill="none" stroke="#59a14f" stroke-width="1.5"/>"##,
+        cp.join(" ")
+    );
+    for k in &c.candidates {
+        let _ = write!(
+            s,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#59a14f"><title>compact at {}: file {} bytes, {} entries, {} entry bytes</title></circle>"##,
+            x(k.revision),
+            y(k.remaining_file_size as f64),
+            k.revision,
+            k.remaining_file_size,
+            k.remaining_entries,
+            k.remaining_bytes
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{LEFT}" y="{}" font-size="11">R = {lo}</text><text x="{}" y="{}" font-size="11" text-anchor="end">R = {hi}</text></svg>"#,
+        H - 8.0,
+        W - 10.0,
+        H - 8.0
+    );
+    s
+}
+
+fn row(s: &mut String, cells: &[String]) {
+    s.push_str("<tr>");
+    for c in cells {
+        let _ = write!(s, "<td>{c}</td>");
+    }
+    s.push_str("</tr>\n");
+}
+
+fn head(s: &mut String, cells: &[&str]) {
+    s.push_str("<tr>");
+    for c in cells {
+        let _ = write!(s, "<th>{}</th>", esc(c));
+    }
+    s.push_str("</tr>\n");
+}
+
+fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
+    let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    let _ = write!(s, "<h2>etcd</h2>\n<table>\n");
+    let k = &e.keys;
+    let d = &e.revisions_per_key;
+    for (name, v) in [
+        ("current revision", e.current_revision.to_string()),
+        (
+            "compacted revision",
+            format!(
+                "{} (finished {}, scheduled {}{})",
+                e.compacted_revision,
+                opt(e.finished_compact_rev),
+                opt(e.scheduled_compact_rev),
+                e.interrupted_compaction
+                    .map_or(String::new(), |r| format!(", INTERRUPTED at {r}"))
+            ),
+        ),
+        (
+            "consistent index / term",
+            format!(
+                "{} / {}",
+                e.consistent_index.map_or("-".into(), |v| v.to_string()),
+                e.term.map_or("-".into(), |v| v.to_string())
+            ),
+        ),
+        (
+            "alarms",
+            if e.alarms.is_empty() {
+                "none".into()
+            } else {
+                e.alarms
+                    .iter()
+                    .map(|a| format!("{} on {}", a.alarm, a.member_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+        (
+            "members / leases",
+            format!(
+                "{} ({} removed) / {}",
+                e.members, e.members_removed, e.leases
+            ),
+        ),
+        (
+            "revision entries",
+            format!("{} ({})", k.entries, size(k.entry_bytes)),
+        ),
+        (
+            "keys",
+            format!(
+                "{} distinct, {} live, {} tombstones",
+                k.distinct_keys, k.live_keys, k.tombstones
+            ),
+        ),
+        (
+            "historical revisions",
+            format!("{} ({})", k.historical_revisions, size(k.history_bytes)),
+        ),
+        (
+            "revisions per key",
+            format!(
+                "p50 {}, p90 {}, p99 {}, max {}, mean {:.2}",
+                d.p50, d.p90, d.p99, d.max, d.mean
+            ),
+        ),
+    ] {
+        row(s, &[esc(name), esc(&v)]);
+    }
+    s.push_str("</table>\n<h3>Revision histogram (entry bytes by main revision)</h3>\n");
+    let bars: Vec<(String, f64)> = e
+        .revision_histogram
+        .iter()
+        .map(|b| {
+            (
+                format!(
+                    "revisions {}-{}: {} entries ({} tombstones), {} bytes",
+                    b.first, b.last, b.entries, b.tombstones, b.bytes
+                ),
+                b.bytes as f64,
+            )
+        })
+        .collect();
+    let (f, l) = (
+        e.revision_histogram.first().map_or(0, |b| b.first),
+        e.revision_histogram.last().map_or(0, |b| b.last),
+    );
+    s.push_str(&bar_chart(
+        "revision histogram",
+        &bars,
+        &format!("rev {f}"),
+        &format!("rev {l}"),
+    ));
+    let _ = write!(
+        s,
+        "\n<h3>By prefix</h3>\n<p>{}</p>\n",
+        esc(&e.prefixes.grouping)
+    );
+    s.push_str(&prefix_chart(e));
+    s.push_str("\n<table>\n");
+    head(
+        s,
+        &[
+            "prefix",
+            "keys",
+            "live",
+            "revisions",
+            "latest bytes",
+            "history bytes",
+        ],
+    );
+    for g in &e.prefixes.groups {
+        row(
+            s,
+            &[
+                esc(&g.prefix),
+                g.keys.to_string(),
+                g.live_keys.to_string(),
+                g.revisions.to_string(),
+                g.latest_bytes.to_string(),
+                g.history_bytes.to_string(),
+            ],
+        );
+    }
+    s.push_str("</table>\n");
+    for (title, list) in [
+        ("Top keys by revisions", &e.top_keys_by_revisions),
+        ("Top keys by bytes", &e.top_keys_by_bytes),
+    ] {
+        let _ = write!(s, "<h3>{title}</h3>\n<table>\n");
+        head(s, &["key", "revisions", "bytes", "live"]);
+        for t in list {
+            row(
+                s,
+                &[
+                    esc(&t.key),
+                    t.revisions.to_string(),
+                    t.bytes.to_string(),
+                    if t.live { "yes" } else { "no" }.into(),
+                ],
+            );
+        }
+        s.push_str("</table>\n");
+    }
+    let c = &e.capacity;
+    let _ = write!(
+        s,
+        "<h3>Capacity</h3>\n<p>Blue: entry bytes that remain after compacting at R (tombstone at R: \
+         {}). Green: file size after compaction + defrag (the writer's planner). Red dashed: the \
+         file now ({}). Quota {}: headroom {} bytes now, {} bytes after compacting at {} + defrag; \
+         at {:.1} entry bytes per revision the quota is reached at revision {} ({} after \
+         compaction).</p>\n",
+        esc(&c.tombstone_at_rev),
+        esc(&size(c.file_size)),
+        esc(&size(c.quota_bytes)),
+        c.headroom_bytes,
+        c.headroom_after_compaction_bytes,
+        e.current_revision,
+        c.bytes_per_revision,
+        opt(c.quota_reached_at_revision),
+        opt(c.quota_reached_after_compaction_at_revision)
+    );
+    s.push_str(&capacity_chart(e));
+    s.push_str("\n<table>\n");
+    head(
+        s,
+        &[
+            "compact at",
+            "entries",
+            "entry bytes",
+            "removed",
+            "removed bytes",
+            "file after + defrag",
+            "headroom",
+        ],
+    );
+    for x in &c.candidates {
+        row(
+            s,
+            &[
+                format!(
+                    "{}{}",
+                    x.revision,
+                    if x.compacts { "" } else { " (defrag only)" }
+                ),
+                x.remaining_entries.to_string(),
+                x.remaining_bytes.to_string(),
+                x.removed_entries.to_string(),
+                x.removed_bytes.to_string(),
+                x.remaining_file_size.to_string(),
+                x.headroom_bytes.to_string(),
+            ],
+        );
+    }
+    let _ = write!(s, "</table>\n<p>{}</p>\n", esc(&c.note));
+}
+
+pub fn render(a: &Analysis) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>boltpack analyze</title>\n\
+         <style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:1em 0}\
+         td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}\
+         svg{display:block;margin:1em 0}</style></head><body>\n<h1>boltpack analyze</h1>\n",
+    );
+    let f = &a.file;
+    s.push_str("<h2>File</h2>\n<table>\n");
+    for (name, v) in [
+        ("file size", size(f.file_size)),
+        ("page size", f.page_size.to_string()),
+        ("high-water mark", format!("{} pages", f.hwm)),
+        (
+            "live / free / unreachable pages",
+            format!(
+                "{} / {} / {}",
+                f.live.pages, f.free.pages, f.unreachable.pages
+            ),
+        ),
+        (
+            "defragmented (estimate)",
+            format!("~{}", size(f.defrag_estimate.bytes)),
+        ),
+        ("problems", a.problems.to_string()),
+    ] {
+        row(&mut s, &[esc(name), esc(&v)]);
+    }
+    s.push_str("</table>\n<h3>Free pages by tenth of the file</h3>\n");
+    let bars: Vec<(String, f64)> = f
+        .free_by_tenth
+        .iter()
+        .map(|t| {
+            (
+                format!(
+                    "pages {}-{}: {} free",
+                    t.first_page,
+                    t.end_page.saturating_sub(1),
+                    t.free.pages
+                ),
+                t.free.pages as f64,
+            )
+        })
+        .collect();
+    s.push_str(&bar_chart(
+        "free pages by tenth",
+        &bars,
+        "page 0",
+        &format!("page {}", f.hwm),
+    ));
+    s.push_str("\n<h3>Buckets</h3>\n<table>\n");
+    head(
+        &mut s,
+        &["bucket", "keys", "depth", "inline", "bytes in use"],
+    );
+    for b in &a.buckets {
+        row(
+            &mut s,
+            &[
+                esc(&b.name),
+                b.own.key_n.to_string(),
+                b.own.depth.to_string(),
+                if b.inline { "yes" } else { "no" }.into(),
+                (b.own.branch_inuse + b.own.leaf_inuse + b.own.inline_bucket_inuse).to_string(),
+            ],
+        );
+    }
+    s.push_str("</table>\n");
+    if let Some(e) = &a.etcd {
+        etcd_section(&mut s, e);
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_renders_fixture() {
+        assert_eq!(esc("<a&'\">"), "&lt;a&amp;&#39;&quot;&gt;");
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/etcd/db");
+        let db = crate::Db::open(&p, crate::OpenOptions { lock: false }).unwrap();
+        let a = Analysis::gather_with(&db, &Default::default()).unwrap();
+        let h = render(&a);
+        assert_eq!(h.matches("<svg").count(), 4);
+        assert!(!h.contains("src=") && !h.contains("href=") && !h.contains("url("));
+        assert!(!h.contains("<script"));
+    }
+}
