@@ -12,7 +12,7 @@ use boltpack::reader::reach::PageMap;
 use boltpack::report::dump::{DumpOptions, dump};
 use boltpack::report::info::Info;
 use boltpack::report::pages::{page_detail, page_lines, render_page_lines};
-use boltpack::writer::compact::{CompactRequest, MvccRequest, compact_path};
+use boltpack::writer::compact::{CompactRequest, MvccRequest, Progress, compact_path};
 use boltpack::writer::{CompactOptions, FreelistMode};
 use boltpack::{Db, Error, OpenOptions};
 
@@ -214,6 +214,24 @@ enum SnapshotCmd {
     },
 }
 
+/// A progress bar on stderr for copies of large files, only when stderr is a terminal.
+/// Its length is the source file's size: the copy is at most about as large.
+fn progress_bar(src: &std::path::Path, dry_run: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let size = std::fs::metadata(src).map_or(0, |m| m.len());
+    if dry_run || size < 64 << 20 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} writing {bytes}/~{total_bytes} {bytes_per_sec} {elapsed} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
 fn open(a: &DbArg) -> Result<Db, Error> {
     Db::open(&a.db, OpenOptions { lock: !a.no_lock })
 }
@@ -267,7 +285,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
                      the corruption check will flag it). Compact every member at the same revision."
                 );
             }
+            let bar = progress_bar(&src, dry_run);
+            let on_progress = |p: Progress| match p {
+                Progress::Written(n) => bar.set_position(n),
+                Progress::Verifying => bar.set_message("verifying the copy"),
+            };
             let report = compact_path(&CompactRequest {
+                progress: Some(&on_progress),
                 src: &src,
                 in_place,
                 backup: !no_backup,
@@ -286,6 +310,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 verify: !no_verify,
                 dry_run,
             })?;
+            bar.finish_and_clear();
             if as_json {
                 json(&report, &mut out)?;
             } else {
