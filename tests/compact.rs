@@ -310,10 +310,7 @@ fn data_dir_trial() -> Trial {
 }
 
 fn etcd_available() -> bool {
-    Command::new("etcd")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    etcd_version().is_ok()
 }
 
 fn main() {

@@ -39,32 +39,12 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use base64::Engine;
-use common::{repo, require_peers, sha256_file};
+use common::{etcd_version, repo, require_peers, sha256_file};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
 /// Upper bound for one peer script (etcd start, up to ~60 gets, stop).
 const SCRIPT_TIMEOUT: &str = "300";
-
-/// The installed etcd's version (`etcd --version`), or why there is none.
-fn etcd_version() -> Result<String, String> {
-    let out = Command::new("etcd")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("etcd not runnable ({e}): apt-get install etcd-server etcd-client"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v = text
-        .lines()
-        .find_map(|l| l.strip_prefix("etcd Version: "))
-        .ok_or_else(|| format!("cannot parse `etcd --version`: {text}"))?
-        .trim()
-        .to_string();
-    let ctl = Command::new("etcdctl").arg("version").output();
-    if !ctl.map(|o| o.status.success()).unwrap_or(false) {
-        return Err("etcdctl not installed (apt-get install etcd-client)".into());
-    }
-    Ok(v)
-}
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compact-etcd")

@@ -15,31 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{repo, require_peers, sha256_file};
+use common::{etcd_version, repo, require_peers, sha256_file};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
 const PHASES: [&str; 3] = ["a", "b", "final"];
-
-/// The installed etcd's version (`etcd --version`), or why there is none.
-fn etcd_version() -> Result<String, String> {
-    let out = Command::new("etcd")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("etcd not runnable ({e}): apt-get install etcd-server etcd-client"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v = text
-        .lines()
-        .find_map(|l| l.strip_prefix("etcd Version: "))
-        .ok_or_else(|| format!("cannot parse `etcd --version`: {text}"))?
-        .trim()
-        .to_string();
-    let ctl = Command::new("etcdctl").arg("version").output();
-    if !ctl.map(|o| o.status.success()).unwrap_or(false) {
-        return Err("etcdctl not installed (apt-get install etcd-client)".into());
-    }
-    Ok(v)
-}
 
 /// Run the history script once for all trials; its output directory.
 fn history() -> Result<PathBuf, String> {

@@ -107,9 +107,7 @@ fn live_compare(db: &Path) -> Result<(), Failed> {
 fn live_fresh_trial(name: &str) -> Trial {
     let name = name.to_string();
     Trial::test(format!("live_go::fresh::{name}"), move || {
-        let dir = tempfile::tempdir()?;
-        let db = dir.path().join(format!("{name}.db"));
-        run_peer(&["gen".as_ref(), name.as_ref(), db.as_os_str()])?;
+        let (_dir, db) = fresh_fixture(&name)?;
         live_compare(&db)
     })
 }
@@ -324,24 +322,7 @@ fn live_large_trial() -> Trial {
 }
 
 fn etcd_available() -> Result<(), String> {
-    for bin in ["etcd", "etcdctl"] {
-        if Command::new(bin)
-            .arg(if bin == "etcd" {
-                "--version"
-            } else {
-                "version"
-            })
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-        {
-            continue;
-        }
-        return Err(format!(
-            "{bin} not installed (apt-get install etcd-server etcd-client)"
-        ));
-    }
-    Ok(())
+    etcd_version().map(|_| ())
 }
 
 fn main() {

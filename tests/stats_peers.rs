@@ -153,9 +153,7 @@ fn live_committed_trial(name: &str, db: PathBuf) -> Trial {
 fn live_fresh_trial(name: &str) -> Trial {
     let name = name.to_string();
     Trial::test(format!("live_go::fresh::{name}"), move || {
-        let dir = tempfile::tempdir()?;
-        let db = dir.path().join(format!("{name}.db"));
-        run_peer(&["gen".as_ref(), name.as_ref(), db.as_os_str()])?;
+        let (_dir, db) = fresh_fixture(&name)?;
         check_against(&db, &peer_stats(&db)?)
     })
 }

@@ -136,3 +136,32 @@ pub fn run_peer(args: &[&std::ffi::OsStr]) -> Result<String, String> {
     }
     Ok(String::from_utf8(out.stdout).expect("utf8"))
 }
+
+/// The installed etcd's version (`etcd --version`), or why there is none.
+pub fn etcd_version() -> Result<String, String> {
+    let out = Command::new("etcd")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("etcd not runnable ({e}): apt-get install etcd-server etcd-client"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .ok_or_else(|| format!("cannot parse `etcd --version`: {text}"))?
+        .trim()
+        .to_string();
+    let ctl = Command::new("etcdctl").arg("version").output();
+    if !ctl.map(|o| o.status.success()).unwrap_or(false) {
+        return Err("etcdctl not installed (apt-get install etcd-client)".into());
+    }
+    Ok(v)
+}
+
+/// A fixture of shape `name` generated now by real bbolt (`boltpeer gen`), in a temp dir
+/// that lives as long as the returned guard.
+pub fn fresh_fixture(name: &str) -> Result<(tempfile::TempDir, PathBuf), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let db = dir.path().join(format!("{name}.db"));
+    run_peer(&["gen".as_ref(), name.as_ref(), db.as_os_str()])?;
+    Ok((dir, db))
+}
