@@ -674,7 +674,12 @@ impl EtcdAnalysis {
         let headroom = quota - file_size as i64;
         let pb = opts.progress.then(|| {
             let pb = indicatif::ProgressBar::new(candidates.len() as u64);
-            pb.set_message("analyze: sizing compaction candidates");
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            pb.set_message("analyze: sizing compaction candidates (full copy passes)");
             pb
         });
         let mut cands = Vec::new();
