@@ -914,6 +914,50 @@ mod tests {
         assert_eq!(a.capacity.candidates[0].removed_entries, 0);
     }
 
+    /// The fixture with an interrupted compaction (scheduledCompactRev 180 > finished 166)
+    /// and a NOSPACE alarm, written through the writer's transform.
+    #[test]
+    fn interrupted_compaction_and_alarm() {
+        let db = fixture();
+        let mut t = Transform::default();
+        let sched = crate::etcd::RevisionKey {
+            main: 180,
+            sub: 0,
+            tombstone: false,
+        };
+        t.set.insert(
+            META_BUCKET.to_vec(),
+            [(b"scheduledCompactRev".to_vec(), sched.to_bytes().to_vec())].into(),
+        );
+        t.set.insert(
+            b"alarm".to_vec(),
+            [(vec![0x08, 0xb4, 0x24, 0x10, 0x01], Vec::new())].into(),
+        );
+        let (bytes, _) =
+            crate::writer::compact::compact_to_vec(&db, &CompactOptions::default(), &t).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        std::fs::write(&p, bytes).unwrap();
+        let copy = Db::open(&p, OpenOptions { lock: false }).unwrap();
+        let a = EtcdAnalysis::gather(&copy, &EtcdOptions::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.finished_compact_rev, Some(166));
+        assert_eq!(a.scheduled_compact_rev, Some(180));
+        assert_eq!(a.interrupted_compaction, Some(180));
+        // etcd 3.4.23 resumes it at start (180 <= current 218) and then enforces 180.
+        assert_eq!((a.current_revision, a.compacted_revision), (218, 180));
+        assert_eq!(
+            a.alarms,
+            vec![Alarm {
+                member_id: "1234".into(),
+                alarm: "NOSPACE".into()
+            }]
+        );
+        // Candidates now start at 180.
+        assert_eq!(a.capacity.candidates[0].revision, 180);
+    }
+
     /// A synthetic history through the same threshold logic, against the key index rule.
     #[test]
     fn synthetic_history_matches_rule() {
