@@ -309,10 +309,6 @@ fn data_dir_trial() -> Trial {
     })
 }
 
-fn etcd_available() -> bool {
-    etcd_version().is_ok()
-}
-
 fn main() {
     let args = Arguments::from_args();
     let go = if args.list {
@@ -326,12 +322,16 @@ fn main() {
         "etcd-snapshot".into(),
         repo().join("testdata/etcd/snapshot.db"),
     ));
-    let etcd = etcd_available();
-    if !etcd && require_peers() && !args.list {
-        eprintln!("BOLTPACK_REQUIRE_PEERS=1 but etcd is not installed");
-        std::process::exit(1);
-    }
-    let mut trials = vec![refusals(), data_dir_trial().with_ignored_flag(!etcd)];
+    let etcd = if args.list {
+        Ok(String::new())
+    } else {
+        etcd_version()
+    };
+    gate_peer("etcd peer", &etcd);
+    let mut trials = vec![
+        refusals(),
+        data_dir_trial().with_ignored_flag(etcd.is_err()),
+    ];
     for (name, src) in &files {
         // The etcd files have no committed Go dump: their committed trial needs the peer too.
         let committed_needs_go = !src.with_extension("dump.jsonl").exists();
@@ -341,12 +341,6 @@ fn main() {
         );
         trials.push(trial(name.clone(), src.clone(), true).with_ignored_flag(go.is_err()));
     }
-    if let Err(why) = &go {
-        if require_peers() {
-            eprintln!("BOLTPACK_REQUIRE_PEERS=1 but the Go bbolt peer is unavailable: {why}");
-            std::process::exit(1);
-        }
-        eprintln!("NOTE: Go bbolt peer unavailable, its live_go tests are IGNORED: {why}");
-    }
+    gate_peer("Go bbolt peer", &go);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -39,7 +39,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use base64::Engine;
-use common::{etcd_version, repo, require_peers, sha256_file};
+use common::{etcd_version, gate_peer, repo, sha256_file};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -815,12 +815,6 @@ fn main() {
         .into_iter()
         .map(|(t, live)| t.with_ignored_flag(live && avail.is_err()))
         .collect();
-    if let Err(why) = &avail {
-        if require_peers() {
-            eprintln!("BOLTPACK_REQUIRE_PEERS=1 but the etcd peer is unavailable: {why}");
-            std::process::exit(1);
-        }
-        eprintln!("NOTE: etcd peer unavailable, its live_etcd::* tests are IGNORED: {why}");
-    }
+    gate_peer("etcd peer", &avail);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{etcd_version, repo, require_peers, sha256_file};
+use common::{etcd_version, gate_peer, repo, sha256_file};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -185,12 +185,6 @@ fn main() {
         .into_iter()
         .map(|t| t.with_ignored_flag(avail.is_err()))
         .collect();
-    if let Err(why) = &avail {
-        if require_peers() {
-            eprintln!("BOLTPACK_REQUIRE_PEERS=1 but the etcd peer is unavailable: {why}");
-            std::process::exit(1);
-        }
-        eprintln!("NOTE: etcd peer unavailable, its live_etcd::* tests are IGNORED: {why}");
-    }
+    gate_peer("etcd peer", &avail);
     libtest_mimic::run(&args, trials).exit();
 }

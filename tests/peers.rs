@@ -372,13 +372,7 @@ fn main() {
         ("Go bbolt peer", go.as_ref().map(|_| ())),
         ("etcd peer", etcd.as_ref().map(|_| ())),
     ] {
-        if let Err(why) = r {
-            if require_peers() {
-                eprintln!("BOLTPACK_REQUIRE_PEERS=1 but the {what} is unavailable: {why}");
-                std::process::exit(1);
-            }
-            eprintln!("NOTE: {what} unavailable, its live_* tests are IGNORED: {why}");
-        }
+        gate_peer(what, &r);
     }
     libtest_mimic::run(&args, trials).exit();
 }

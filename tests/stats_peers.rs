@@ -286,12 +286,6 @@ fn main() {
     for t in live {
         trials.push(t.with_ignored_flag(go.is_err()));
     }
-    if let Err(why) = &go {
-        if require_peers() {
-            eprintln!("BOLTPACK_REQUIRE_PEERS=1 but the Go bbolt peer is unavailable: {why}");
-            std::process::exit(1);
-        }
-        eprintln!("NOTE: Go bbolt peer unavailable, its live_* tests are IGNORED: {why}");
-    }
+    gate_peer("Go bbolt peer", &go);
     libtest_mimic::run(&args, trials).exit();
 }
