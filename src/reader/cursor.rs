@@ -217,6 +217,12 @@ pub struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// Where the entry returned last sits: its page and the file offset of its element.
+    pub fn position(&self) -> Option<(PageId, u64)> {
+        let (node, idx) = self.stack.last()?;
+        Some((node.page, node.element_offset(idx.checked_sub(1)?)))
+    }
+
     fn push(&mut self, id: PageId) -> Result<()> {
         if self.stack.len() >= MAX_TREE_DEPTH
             || self.stack.iter().any(|(n, _)| !n.inline && n.page == id)
