@@ -1335,20 +1335,47 @@ fn compact_target(data: &[u8]) {
     }
 }
 
-/// A source whose keys are out of order (found by the `compact` target): the writer builds
-/// its tree from the entries as they come, so it must refuse, naming the page.
+/// Sources the writer cannot copy faithfully, because its tree is built from the entries as
+/// they come: keys out of order and an empty key (both found by the `compact` target), and a
+/// plain key in the root bucket. It refuses each as damage, naming the page and element.
 #[test]
-fn compact_refuses_a_source_out_of_key_order() {
+fn compact_refuses_sources_it_cannot_copy() {
     use boltpack::writer::compact::{CompactOptions, Transform, compact_to_vec};
-    let bytes = std::fs::read(testdata("fuzz-regressions/compact-keys-out-of-order")).unwrap();
-    let db = Db::from_bytes(bytes).unwrap();
-    let e = compact_to_vec(&db, &CompactOptions::default(), &Transform::default())
-        .err()
-        .expect("refused");
-    assert!(e.is_corruption(), "{e}");
-    let msg = e.to_string();
-    assert!(
-        msg.starts_with("page 53 (byte offset 54496)") && msg.contains("key order is broken"),
-        "{msg}"
+    let root_plain = synth_file(
+        1024,
+        vec![synth_page(
+            2,
+            LEAF_PAGE_FLAG,
+            &[[0, 1, 1]],
+            false,
+            b"kv",
+            1024,
+        )],
     );
+    let cases = [
+        (
+            std::fs::read(testdata("fuzz-regressions/compact-keys-out-of-order")).unwrap(),
+            "page 53 (byte offset 54496): key 642d3030313333 is not above the key before it",
+        ),
+        (
+            std::fs::read(testdata("fuzz-regressions/compact-empty-key")).unwrap(),
+            "page 57 (byte offset 58384): an empty key",
+        ),
+        (
+            root_plain,
+            "page 2 (byte offset 2064): the root bucket holds a plain key 6b",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let db = Db::from_bytes(bytes).unwrap();
+        let e = compact_to_vec(&db, &CompactOptions::default(), &Transform::default())
+            .err()
+            .expect("refused");
+        assert!(e.is_corruption(), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(want) && msg.ends_with("so no copy is written (see `boltpack check`)"),
+            "{msg}"
+        );
+    }
 }

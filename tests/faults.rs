@@ -346,7 +346,7 @@ fn big_source(path: &Path) -> Result<(), Failed> {
     use std::io::{BufWriter, Write};
     use std::os::unix::fs::FileExt;
     let db = Db::open(
-        &repo().join("testdata/etcd/db"),
+        repo().join("testdata/etcd/db"),
         boltpack::OpenOptions { lock: false },
     )?;
     let mut fill = BTreeMap::new();

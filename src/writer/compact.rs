@@ -105,17 +105,30 @@ fn for_each_item<'a>(
         let e = e?;
         // The copy is built bottom-up from the entries as they come: a source whose keys are
         // not strictly ascending would give a tree no reader can search. Refuse it.
-        if prev.is_some_and(|p| e.key <= p) {
+        // Nor can it hold what bbolt never stores: an empty key, or a plain key in the root
+        // bucket (`check` rejects both, so the copy would fail verification).
+        let broken = if prev.is_some_and(|p| e.key <= p) {
+            Some(format!(
+                "key {} is not above the key before it ({}): the source's key order is broken",
+                hex_cut(e.key),
+                hex_cut(prev.unwrap_or_default())
+            ))
+        } else if e.key.is_empty() {
+            Some("an empty key".to_string())
+        } else if path.is_empty() && !e.is_bucket() {
+            Some(format!(
+                "the root bucket holds a plain key {} (bbolt only stores buckets there)",
+                hex_cut(e.key)
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = broken {
             let (page, offset) = entries.position().unwrap_or((b.root_page(), 0));
             return Err(Error::corrupt(
                 page,
                 offset,
-                format!(
-                    "key {} is not above the key before it ({}): the source's key order is broken, \
-                     so no copy is written (see `boltpack check`)",
-                    hex_cut(e.key),
-                    hex_cut(prev.unwrap_or_default())
-                ),
+                format!("{what}, so no copy is written (see `boltpack check`)"),
             ));
         }
         prev = Some(e.key);
