@@ -22,7 +22,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{repo, require_peers};
+use common::{etcd_version, gate_peer, repo};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -204,21 +204,6 @@ fn not_etcd() -> Result<(), Failed> {
 
 // ---------------------------------------------------------------- live etcd
 
-fn etcd_available() -> Result<(), String> {
-    let out = Command::new("etcd")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("etcd not runnable ({e}): apt-get install etcd-server etcd-client"))?;
-    if !String::from_utf8_lossy(&out.stdout).contains("etcd Version: 3.4") {
-        return Err("etcd is not 3.4".into());
-    }
-    let ctl = Command::new("etcdctl").arg("version").output();
-    if !ctl.map(|o| o.status.success()).unwrap_or(false) {
-        return Err("etcdctl not installed (apt-get install etcd-client)".into());
-    }
-    Ok(())
-}
-
 /// Runs under `bash -c` with the work dir as $1: restores or creates a member, writes
 /// what etcdctl says to files, saves a snapshot for the fresh history.
 const LIVE_SCRIPT: &str = r#"
@@ -340,29 +325,21 @@ fn main() {
             move || capacity_vs_dry_run(file, rule),
         ));
     }
-    let avail = etcd_available();
-    if let Err(why) = &avail {
-        if require_peers() {
-            eprintln!("BOLTPACK_REQUIRE_PEERS=1 but etcd is unavailable: {why}");
+    let avail = etcd_version().and_then(|v| {
+        if v.starts_with("3.4") {
+            Ok(v)
         } else {
-            eprintln!("NOTE: etcd unavailable, its live_* tests are IGNORED: {why}");
+            Err(format!("etcd {v} is not 3.4"))
         }
-    }
+    });
+    gate_peer("etcd peer", &avail);
     for (kind, db) in [("restore", "fixture"), ("fresh", "fresh.db")] {
-        let t = match &avail {
-            Ok(()) => Trial::test(format!("live_etcd::analyze::{kind}"), move || {
+        trials.push(
+            Trial::test(format!("live_etcd::analyze::{kind}"), move || {
                 live(kind, db)
-            }),
-            Err(why) if require_peers() => {
-                let why = why.clone();
-                Trial::test(format!("live_etcd::analyze::{kind}"), move || {
-                    Err(format!("etcd required (BOLTPACK_REQUIRE_PEERS=1): {why}").into())
-                })
-            }
-            Err(_) => Trial::test(format!("live_etcd::analyze::{kind}"), || Ok(()))
-                .with_ignored_flag(true),
-        };
-        trials.push(t);
+            })
+            .with_ignored_flag(avail.is_err()),
+        );
     }
     libtest_mimic::run(&args, trials).exit();
 }
