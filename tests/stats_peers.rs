@@ -215,8 +215,17 @@ fn cli_trial(label: String, db: PathBuf, go_stats: Option<PathBuf>) -> Trial {
             .sum();
         assert_eq!(tenth_free, pages("free"), "tenths cover the free pages");
         let est = &f["defrag_estimate"];
-        assert!(est["method"].as_str().unwrap().starts_with("estimate"));
-        assert!(est["pages"].as_u64().unwrap() >= 3);
+        // The writer's own planner: exactly what `compact --dry-run` says.
+        assert_eq!(est["exact"], true, "{est}");
+        let dry = Command::new(bin)
+            .args(["compact", "--dry-run", "--json", "--no-lock"])
+            .arg(&db)
+            .output()?;
+        let dry: Value = serde_json::from_slice(&dry.stdout).map_err(|e| e.to_string())?;
+        assert_eq!(
+            est["bytes"], dry["summary"]["dst_size"],
+            "analyze's defragmented size vs compact --dry-run"
+        );
         let buckets = v["buckets"].as_array().unwrap();
         assert_eq!(
             buckets.len() as u64 + 1,

@@ -120,25 +120,45 @@ pub fn tenths(file_pages: u64, hwm: u64, free: &[bool], page_size: u64) -> Vec<T
         .collect()
 }
 
-/// An estimate of the size of a defragmented copy.
+/// The size of a defragmented copy.
 #[derive(Debug, Clone, Serialize)]
 pub struct DefragEstimate {
     /// How the figure was obtained; always read it with the figure.
     pub method: &'static str,
+    /// True when it comes from the writer's planner (exactly what `compact --dry-run`
+    /// prints); false for the lower-bound fallback on a file the writer cannot copy.
+    pub exact: bool,
     pub pages: u64,
     pub bytes: u64,
     /// `file_size - bytes` (0 when the copy would not be smaller).
     pub saving_bytes: u64,
 }
 
-/// Placeholder for the compaction planner (src/writer), which will replace this function:
-/// a lower bound from the bytes in use, not a plan.
-pub const DEFRAG_ESTIMATE_METHOD: &str = "estimate (lower bound, not a plan): 2 meta pages, \
-     the freelist page if the file has one, and each paged bucket's leaf and branch bytes in \
-     use repacked at fill 1.0, rounded up to whole pages";
+/// The fallback when the writer cannot plan a copy (a damaged file): a lower bound from the
+/// bytes in use, not a plan.
+pub const DEFRAG_ESTIMATE_METHOD: &str = "estimate (lower bound, not a plan; the file could \
+     not be copied): 2 meta pages, the freelist page if the file has one, and each paged \
+     bucket's leaf and branch bytes in use repacked at fill 1.0, rounded up to whole pages";
 
-/// The size of a defragmented copy of `db`. Swap this for the writer's planner.
+/// How the exact figure is obtained.
+pub const DEFRAG_PLANNER_METHOD: &str = "exact: the writer's own planner at fill 1.0, the \
+     source's page size and freelist mode (what `boltpack compact --dry-run` prints)";
+
+/// The size of a defragmented copy of `db`: the writer's planner run into a sink, or the
+/// lower-bound estimate when the file cannot be copied.
 pub fn defrag_estimate(db: &Db, stats: &Stats<'_>) -> DefragEstimate {
+    use crate::writer::compact::{CompactOptions, Transform, compact_to};
+    let t = Transform::default();
+    if let Ok(w) = compact_to(db, &CompactOptions::default(), &t, std::io::sink()) {
+        let bytes = w.summary.dst_size;
+        return DefragEstimate {
+            method: DEFRAG_PLANNER_METHOD,
+            exact: true,
+            pages: w.summary.dst_pages,
+            bytes,
+            saving_bytes: db.file_size().saturating_sub(bytes),
+        };
+    }
     let ps = u64::from(db.page_size());
     let freelist = u64::from(db.meta().has_freelist_page());
     let data: u64 = stats
@@ -151,6 +171,7 @@ pub fn defrag_estimate(db: &Db, stats: &Stats<'_>) -> DefragEstimate {
     let bytes = pages * ps;
     DefragEstimate {
         method: DEFRAG_ESTIMATE_METHOD,
+        exact: false,
         pages,
         bytes,
         saving_bytes: db.file_size().saturating_sub(bytes),

@@ -89,7 +89,8 @@ pub fn render(a: &Analysis) -> String {
     let d = &f.defrag_estimate;
     let _ = writeln!(
         s,
-        "defragmented     ~{} pages = {}, {} smaller",
+        "defragmented     {}{} pages = {}, {} smaller",
+        if d.exact { "" } else { "~" },
         d.pages,
         size(d.bytes),
         size(d.saving_bytes)

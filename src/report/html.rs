@@ -473,8 +473,12 @@ pub fn render(a: &Analysis) -> String {
             ),
         ),
         (
-            "defragmented (estimate)",
-            format!("~{}", size(f.defrag_estimate.bytes)),
+            "defragmented",
+            format!(
+                "{}{}",
+                if f.defrag_estimate.exact { "" } else { "~" },
+                size(f.defrag_estimate.bytes)
+            ),
         ),
         ("problems", a.problems.to_string()),
     ] {
