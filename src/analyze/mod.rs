@@ -1,5 +1,5 @@
 //! `boltpack analyze`: per-bucket statistics (equal to Go bbolt's `Bucket.Stats()`) and
-//! file-level figures (page use, free runs, fill, a defragmented size estimate).
+//! file-level figures (page use, free runs, fill, the defragmented size from the writer's planner).
 //!
 //! # JSON (`boltpack analyze --json`)
 //!
