@@ -10,7 +10,7 @@
 //!   `{count, largest, largest_at, histogram: [{min_len, max_len, runs, pages}]}`;
 //!   `free_by_tenth: [{first_page, end_page, free: {pages, bytes}, past_hwm: {pages,
 //!   bytes}}]`; `leaf_fill_pct`, `branch_fill_pct` (percent or null); `defrag_estimate
-//!   {method, pages, bytes, saving_bytes}`.
+//!   {method, exact, pages, bytes, saving_bytes}`.
 //! - `total`: Go's `Bucket.Stats()` of the root bucket: the whole tree.
 //! - `buckets`: every bucket except the root, depth-first in key order (Go's order), each
 //!   [`BucketReport`]: `path_hex`, `name`, `nesting`, `inline`, `go` (Go's `Bucket.Stats()`
