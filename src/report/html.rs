@@ -45,8 +45,19 @@ fn short(b: f64) -> String {
     }
 }
 
-/// Vertical bars: (label for the tooltip, value).
-fn bar_chart(title: &str, bars: &[(String, f64)], x_first: &str, x_last: &str) -> String {
+/// A count for an axis label (pages, entries).
+fn count(v: f64) -> String {
+    format!("{}", v.round() as u64)
+}
+
+/// Vertical bars: (label for the tooltip, value); `fmt` labels the Y axis.
+fn bar_chart(
+    title: &str,
+    bars: &[(String, f64)],
+    x_first: &str,
+    x_last: &str,
+    fmt: fn(f64) -> String,
+) -> String {
     let mut s = String::new();
     let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1.0);
     let plot_w = W - LEFT - 10.0;
@@ -57,7 +68,7 @@ fn bar_chart(title: &str, bars: &[(String, f64)], x_first: &str, x_last: &str) -
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img"><title>{}</title>"#,
         esc(title)
     );
-    axes(&mut s, max, short);
+    axes(&mut s, max, fmt);
     for (i, (label, v)) in bars.iter().enumerate() {
         let h = v / max * plot_h;
         let _ = write!(
@@ -346,6 +357,7 @@ fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
         &bars,
         &format!("rev {f}"),
         &format!("rev {l}"),
+        short,
     ));
     let _ = write!(
         s,
@@ -505,6 +517,7 @@ pub fn render(a: &Analysis) -> String {
         &bars,
         "page 0",
         &format!("page {}", f.hwm),
+        count,
     ));
     s.push_str("\n<h3>Buckets</h3>\n<table>\n");
     head(
