@@ -13,10 +13,12 @@
 //! - permission denied: a tmpfs mounted read-only (EROFS), a folder made immutable with
 //!   `chattr +i` (EPERM), and boltpack run as `nobody` through `setpriv` against a root-owned
 //!   folder and a mode-0600 source (EACCES, the real "Permission denied");
-//! - locks: `flock -x SRC sleep` from util-linux holds an exclusive lock in another process.
+//! - locks: `flock -x SRC cat` from util-linux holds an exclusive lock in another process,
+//!   and a real etcd 3.4 (tests/peer/etcd-lib.sh) serving the member whose db is SRC.
 //!
 //! A trial whose mechanism is unavailable here (not root, no `mount`, no `chattr`, no
-//! `setpriv`, no `flock`) is listed as ignored, with the reason printed.
+//! `setpriv`, no `flock`) is listed as ignored, with the reason printed. The etcd trial follows
+//! the peer rules of the other live tests (BOLTPACK_REQUIRE_PEERS=1 makes a missing etcd fail).
 
 mod common;
 
@@ -444,9 +446,55 @@ fn kill_during_write() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A real etcd 3.4 serving a member: compact of its db (with -o, and --dry-run) is refused
+/// with exit 4 and writes nothing; once the member is stopped, the same command works.
+fn locked_by_running_etcd() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().display().to_string();
+    let script = format!(
+        r#"set -euo pipefail; source '{lib}'
+        tar -xzf '{tar}' -C '{d}'
+        etcd_start '{d}' '{d}/etcd.log' >/dev/null
+        set +e
+        '{bp}' compact '{d}/member/snap/db' -o '{d}/out.db' 2> '{d}/err.txt'; echo $? > '{d}/code.txt'
+        '{bp}' compact '{d}/member/snap/db' --dry-run 2>/dev/null; echo $? > '{d}/dry.txt'
+        ls -A '{d}' > '{d}/ls.txt'
+        set -e
+        etcd_stop
+        '{bp}' compact '{d}/member/snap/db' -o '{d}/out.db' >/dev/null"#,
+        lib = repo().join("tests/peer/etcd-lib.sh").display(),
+        tar = repo().join("testdata/etcd/datadir.tar.gz").display(),
+        bp = BP,
+    );
+    let out = Command::new("timeout")
+        .args(["180", "bash", "-c", &script])
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    assert_eq!(read("code.txt").trim(), "4", "{}", read("err.txt"));
+    assert_eq!(read("dry.txt").trim(), "4");
+    assert!(read("err.txt").contains("locked by another process"));
+    let ls = read("ls.txt");
+    assert!(
+        !ls.contains("out.db") && !ls.contains(".boltpack-tmp-"),
+        "nothing written while etcd ran: {ls}"
+    );
+    assert!(boltpack::check::check(&open(&dir.path().join("out.db"))).is_empty());
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let probe = |f: fn() -> Result<(), String>| if args.list { Ok(()) } else { f() };
+    let etcd = probe(|| {
+        run_ok(Command::new("etcd").arg("--version"))
+            .map_err(|e| format!("etcd unavailable (apt-get install etcd-server etcd-client): {e}"))
+    });
+    if !args.list {
+        gate_peer("etcd peer", &etcd);
+    }
     let (mount, chattr, setpriv, flock) = (
         probe(probe_mount),
         probe(probe_chattr),
@@ -475,6 +523,7 @@ fn main() {
             &[&flock],
         ),
         trial("kill_9_during_write", kill_during_write, &[]),
+        trial("locked_by_running_etcd", locked_by_running_etcd, &[&etcd]),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
