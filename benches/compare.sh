@@ -80,6 +80,7 @@ comp=$(sed -n 's/^ *"compact_revision": \([0-9]*\),*$/\1/p' "$T/hashkv.json")
 mid=$(( (comp + cur) / 2 ))
 log "revisions: compacted $comp, current $cur, midpoint $mid"
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 RAW=$T/raw.tsv
 : >"$RAW"
 warm() { cat "$SRC" >/dev/null; }
@@ -199,6 +200,7 @@ for l in bp_defrag bp_defrag_noverify bp_mid bp_cur floor_defrag floor_mid floor
     R[$l]=$(rss "$l")
 done
 
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 machine_cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 machine="$machine_cpu, $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr), $(df -T "$T" | awk 'NR == 2 {print $2}') on $(df "$T" | awk 'NR == 2 {print $1}')"
 versions="boltpack $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty'), $(rustc --version | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), bbolt 1.3.6 (Debian), $(etcd --version | head -1)"
@@ -210,6 +212,7 @@ sec=$T/section.md
     echo
     echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), median of $runs runs (analyze/cat: $(( runs < 5 ? 5 : runs ))), peak RSS = max over runs."
     echo "Machine: $machine. $versions."
+    echo "Load average (1/5/15 min) when the timings started: $load_start; at the end: $load_end (other processes share the machine)."
     echo
     echo "Input: \`boltpeer gen-etcd $size\`: $(mib "$src_bytes") MiB ($src_bytes B), generated in $(s $((gen_ms * 1000))) s; $(cat "$T/gen.json")."
     echo "Revisions: compacted $comp, current $cur; midpoint R = $mid."
