@@ -201,9 +201,10 @@ for l in bp_defrag bp_defrag_noverify bp_mid bp_cur floor_defrag floor_mid floor
 done
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-machine_cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+# (no `| head`: under pipefail, the writer's SIGPIPE would end the script)
+machine_cpu=$(lscpu | sed -n 's/^Model name: *//p' | sed -n 1p)
 machine="$machine_cpu, $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr), $(df -T "$T" | awk 'NR == 2 {print $2}') on $(df "$T" | awk 'NR == 2 {print $1}')"
-versions="boltpack $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty'), $(rustc --version | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), bbolt 1.3.6 (Debian), $(etcd --version | head -1)"
+versions="boltpack $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty'), $(rustc --version | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), bbolt 1.3.6 (Debian), $(etcd --version | sed -n 1p)"
 
 sec=$T/section.md
 {
