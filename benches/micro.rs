@@ -34,9 +34,7 @@ fn db() -> &'static Db {
     DB.get_or_init(|| {
         let path = std::env::var_os("BOLTPACK_BENCH_DB")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/etcd/db")
-            });
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/etcd/db"));
         Db::open(&path, OpenOptions { lock: false }).expect("open the bench db")
     })
 }
@@ -163,5 +161,12 @@ fn compact_plan(b: Bencher) {
     let t = Transform::default();
     let opts = CompactOptions::default();
     b.counter(divan::counter::BytesCount::new(db.file_size()))
-        .bench(|| black_box(compact_to(db, &opts, &t, std::io::sink()).expect("plan").summary.dst_pages));
+        .bench(|| {
+            black_box(
+                compact_to(db, &opts, &t, std::io::sink())
+                    .expect("plan")
+                    .summary
+                    .dst_pages,
+            )
+        });
 }
