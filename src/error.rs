@@ -36,6 +36,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Usage(String),
+    /// The copy read back differs from what was meant to be written; nothing was renamed
+    /// into place. Exit 1, like other damage.
+    #[error("verification of the copy failed, nothing was written: {0}")]
+    Verify(String),
 }
 
 impl Error {

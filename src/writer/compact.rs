@@ -428,14 +428,14 @@ pub fn content_digest(db: &Db) -> Result<[u8; 32]> {
 pub fn verify(copy: &Db, expected: &[u8; 32]) -> Result<()> {
     let problems = crate::check::check(copy);
     if let Some(p) = problems.first() {
-        return Err(Error::Usage(format!(
-            "verification of the copy failed ({} problems), nothing was written: {p}",
+        return Err(Error::Verify(format!(
+            "{} problems, the first: {p}",
             problems.len()
         )));
     }
     if &content_digest(copy)? != expected {
-        return Err(Error::Usage(
-            "verification of the copy failed: its content differs from the source's, nothing was written".into(),
+        return Err(Error::Verify(
+            "its content differs from the source's".into(),
         ));
     }
     Ok(())
@@ -765,5 +765,31 @@ impl CompactReport {
         }
         let _ = writeln!(o, "time         {:.2} s", self.elapsed_seconds);
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Db {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/bbolt")
+            .join(name);
+        Db::open(p, OpenOptions { lock: false }).unwrap()
+    }
+
+    #[test]
+    fn verify_accepts_a_faithful_copy_and_rejects_a_different_one() {
+        let src = fixture("nested.db");
+        let t = Transform::default();
+        let (bytes, _) = compact_to_vec(&src, &CompactOptions::default(), &t).unwrap();
+        let copy = Db::from_bytes(bytes).unwrap();
+        let expected = expected_digest(&src, &t).unwrap();
+        verify(&copy, &expected).unwrap();
+        let other = expected_digest(&fixture("flat.db"), &t).unwrap();
+        let err = verify(&copy, &other).unwrap_err();
+        assert!(matches!(err, Error::Verify(_)), "{err}");
+        assert!(!err.is_corruption());
     }
 }
