@@ -22,25 +22,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{etcd_version, gate_peer, repo};
+use common::{boltpack, etcd_version, gate_peer, path_str as s, repo};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
-
-fn boltpack(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_boltpack"))
-        .args(args)
-        .output()
-        .expect("run boltpack")
-}
 
 fn tmp() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analyze-etcd");
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 fn json_of(o: &Output, what: &str) -> Result<Value, Failed> {

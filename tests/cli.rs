@@ -3,25 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-use common::{bbolt_fixtures, repo, sha256_file};
+use common::{bbolt_fixtures, boltpack, path_str as s, repo, sha256_file};
 use serde_json::Value;
-
-fn boltpack(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_boltpack"))
-        .args(args)
-        .output()
-        .expect("run boltpack")
-}
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("testdata").join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn stdout_json(o: &Output) -> Value {

@@ -39,7 +39,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use base64::Engine;
-use common::{etcd_version, gate_peer, repo, sha256_file};
+use common::{boltpack, etcd_version, gate_peer, path_str as s, repo, sha256_file};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -48,17 +48,6 @@ const SCRIPT_TIMEOUT: &str = "300";
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compact-etcd")
-}
-
-fn boltpack(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_boltpack"))
-        .args(args)
-        .output()
-        .expect("run boltpack")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// Run a peer script under `timeout`; its stderr on failure.

@@ -29,18 +29,10 @@ use std::time::{Duration, Instant};
 
 use boltpack::Db;
 use boltpack::writer::compact::{CompactOptions, Transform, compact_to};
-use common::*;
+use common::{boltpack as bp, path_str as s, *};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const BP: &str = env!("CARGO_BIN_EXE_boltpack");
-
-fn bp(args: &[&str]) -> Output {
-    Command::new(BP).args(args).output().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The run failed with `code`, and its message says `needle`.
 fn assert_fails(o: &Output, code: i32, needle: &str) -> Result<(), Failed> {

@@ -18,22 +18,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use common::{boltpack as bp, path_str as s, *};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
 const SIZE_MIB: &str = "8";
-
-fn bp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_boltpack"))
-        .args(args)
-        .output()
-        .expect("run boltpack")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn ok(o: &Output, what: &str) -> Result<String, Failed> {
     if !o.status.success() {

@@ -177,3 +177,16 @@ pub fn gate_peer<T, E: std::fmt::Display>(what: &str, avail: &Result<T, E>) {
         eprintln!("NOTE: {what} unavailable, its live tests are IGNORED: {why}");
     }
 }
+
+/// Run the `boltpack` binary built for these tests.
+pub fn boltpack(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_boltpack"))
+        .args(args)
+        .output()
+        .expect("run boltpack")
+}
+
+/// A path as a `&str` argument (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
