@@ -32,7 +32,7 @@ use crate::etcd::{META_BUCKET, Rules};
 use crate::reader::{Bucket, Db};
 use crate::report::text_or_hex;
 use crate::writer::CompactOptions;
-use crate::writer::compact::{Transform, compact_to};
+use crate::writer::compact::{Transform, plan_copy};
 
 /// etcd's default backend quota (`--quota-backend-bytes` 0 means 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
@@ -558,11 +558,7 @@ pub fn planned_size(db: &Db, r: i64, compacted: i64, rule: TombstoneAtRev) -> Re
         );
     }
     t.plan = plan.as_ref();
-    Ok(
-        compact_to(db, &CompactOptions::default(), &t, std::io::sink())?
-            .summary
-            .dst_size,
-    )
+    Ok(plan_copy(db, &CompactOptions::default(), &t)?.dst_size)
 }
 
 fn quota_revision(current: i64, headroom: i64, rate: f64) -> Option<i64> {

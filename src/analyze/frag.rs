@@ -147,14 +147,14 @@ pub const DEFRAG_PLANNER_METHOD: &str = "exact: the writer's own planner at fill
 /// The size of a defragmented copy of `db`: the writer's planner run into a sink, or the
 /// lower-bound estimate when the file cannot be copied.
 pub fn defrag_estimate(db: &Db, stats: &Stats<'_>) -> DefragEstimate {
-    use crate::writer::compact::{CompactOptions, Transform, compact_to};
+    use crate::writer::compact::{CompactOptions, Transform, plan_copy};
     let t = Transform::default();
-    if let Ok(w) = compact_to(db, &CompactOptions::default(), &t, std::io::sink()) {
-        let bytes = w.summary.dst_size;
+    if let Ok(summary) = plan_copy(db, &CompactOptions::default(), &t) {
+        let bytes = summary.dst_size;
         return DefragEstimate {
             method: DEFRAG_PLANNER_METHOD,
             exact: true,
-            pages: w.summary.dst_pages,
+            pages: summary.dst_pages,
             bytes,
             saving_bytes: db.file_size().saturating_sub(bytes),
         };

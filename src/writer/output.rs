@@ -9,6 +9,34 @@ use crate::error::{Error, Result};
 
 const TMP_TAG: &str = ".boltpack-tmp-";
 
+/// How many bytes of the copy go out between two nudges of the write-behind thread.
+pub const WRITE_BEHIND_STEP: u64 = 32 << 20;
+
+/// Write-behind: a thread that fdatasyncs `file` each time it is nudged, so the disk
+/// writes the copy while the copy is still being built and the final fsync only waits for
+/// the tail. Left alone, the kernel keeps it all in the page cache until that fsync (a
+/// 1 GiB copy stays below the 10% background dirty ratio of a 24 GiB machine) and the disk
+/// idles while the copy is built. The thread ends when the sender is dropped.
+///
+/// The thread's first error is its result: fsync reports a writeback error once per open
+/// file, so an error seen here would not be seen again by the final fsync.
+pub fn spawn_write_behind<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    file: File,
+) -> (
+    std::sync::mpsc::SyncSender<()>,
+    std::thread::ScopedJoinHandle<'s, std::io::Result<()>>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let h = scope.spawn(move || {
+        for () in rx {
+            file.sync_data()?;
+        }
+        Ok(())
+    });
+    (tx, h)
+}
+
 pub struct AtomicFile {
     tmp: PathBuf,
     dst: PathBuf,

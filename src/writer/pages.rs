@@ -121,14 +121,17 @@ pub fn meta_page(id: PageId, m: &MetaFields) -> Vec<u8> {
     b
 }
 
-/// Pages go out in id order through one buffered writer. `W = io::Sink` plans sizes only.
+/// Pages go out in id order through one buffered writer.
 pub struct PageSink<W: Write> {
     out: W,
     page_size: usize,
     next: PageId,
     scratch: Vec<u8>,
-    /// Bytes handed to `out` so far.
+    /// Bytes handed to `out` so far (allocated, when planning).
     pub written: u64,
+    /// Allocate page ids only: no images are built or written (exact sizes, at the cost
+    /// of walking the source).
+    pub plan_only: bool,
 }
 
 impl<W: Write> PageSink<W> {
@@ -140,6 +143,7 @@ impl<W: Write> PageSink<W> {
             next: first,
             scratch: Vec::new(),
             written: 0,
+            plan_only: false,
         }
     }
 
@@ -161,10 +165,12 @@ impl<W: Write> PageSink<W> {
         let span = size.div_ceil(self.page_size).max(1);
         let len = span * self.page_size;
         let id = self.next;
-        self.scratch.clear();
-        self.scratch.resize(len, 0);
-        fill(&mut self.scratch, id, (span - 1) as u32);
-        self.out.write_all(&self.scratch)?;
+        if !self.plan_only {
+            self.scratch.clear();
+            self.scratch.resize(len, 0);
+            fill(&mut self.scratch, id, (span - 1) as u32);
+            self.out.write_all(&self.scratch)?;
+        }
         self.next += span as u64;
         self.written += len as u64;
         Ok(id)
