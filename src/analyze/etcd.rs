@@ -15,10 +15,15 @@
 //!   etcd >= 3.4.34 / 3.5.16 / 3.6): `d = t + 1`; for R >= t under the older rule: `d = t`.
 //!
 //! A histogram of entries and bytes by `d`, with band edges at the curve's revisions,
-//! answers "what remains after compacting at R" exactly for every edge at once. The file
-//! size after compaction + defrag is not estimated: it comes from the writer's own planner
-//! ([`compact_to`] into [`std::io::sink`] with the [`CompactionPlan`] transform, what
-//! `boltpack compact --dry-run --revision R` prints), run for a handful of candidates only.
+//! answers "what remains after compacting at R" exactly for every edge at once.
+//!
+//! **File sizes of the candidates, from the same pass.** The pass also keeps, per entry,
+//! its key and value lengths and the first candidate that removes it (12 bytes an entry).
+//! The writer's tree builder counts the pages of each candidate's `key` bucket from those
+//! lengths alone ([`tree_pages`]), and the writer's planner lays out the rest of the file
+//! around it ([`plan_copy`] with [`Presized`]): exactly what `boltpack compact --dry-run
+//! --revision R` prints, without walking the file again per candidate. A `key` bucket
+//! small enough to be inline goes through the full planner ([`planned_size`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,10 +34,12 @@ use crate::etcd::compaction::{CompactionPlan, TombstoneAtRev};
 use crate::etcd::keyindex::decode_entry;
 use crate::etcd::meta::{EtcdMeta, Revisions, key_bucket};
 use crate::etcd::{META_BUCKET, Rules};
+use crate::format::page::PAGE_HEADER_SIZE;
 use crate::reader::{Bucket, Db};
 use crate::report::text_or_hex;
 use crate::writer::CompactOptions;
-use crate::writer::compact::{Transform, plan_copy};
+use crate::writer::compact::{Presized, Transform, inline_max, plan_copy};
+use crate::writer::tree::{ElementLen, tree_pages};
 
 /// etcd's default backend quota (`--quota-backend-bytes` 0 means 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
@@ -50,8 +57,7 @@ pub struct EtcdOptions {
     pub rule: TombstoneAtRev,
     /// How many keys the top lists show.
     pub top: usize,
-    /// How many candidate revisions the writer's planner sizes (each is a full copy pass
-    /// into a sink).
+    /// How many candidate revisions get the exact file size of their compacted copy.
     pub candidates: usize,
     /// Points of the capacity curve (band edges of the threshold histogram).
     pub curve_points: usize,
@@ -260,6 +266,50 @@ struct KeyAcc {
     last_bytes: u64,
     last_tombstone: bool,
     last_value_len: u64,
+    /// Index of the newest entry in [`Pass::layout`].
+    last_index: usize,
+}
+
+/// A `key` bucket entry as the candidates' layout needs it.
+#[derive(Debug, Clone, Copy)]
+struct EntryLayout {
+    len: ElementLen,
+    /// The first candidate (index) whose compaction removes the entry; the number of
+    /// candidates when none does.
+    gone_at: u32,
+}
+
+/// The compaction candidates, ascending, and which of them compact (above the compacted
+/// revision; the others are a plain defrag).
+struct Candidates {
+    revisions: Vec<i64>,
+    /// Index of the first candidate that compacts.
+    first_compacting: usize,
+}
+
+impl Candidates {
+    fn new(revisions: Vec<i64>, compacted: i64) -> Candidates {
+        let first_compacting = revisions.partition_point(|&r| !compacts(r, compacted));
+        Candidates {
+            revisions,
+            first_compacting,
+        }
+    }
+
+    /// The first candidate that removes an entry of threshold `d` (`R >= d` and compacting).
+    fn gone_at(&self, d: Option<i64>) -> u32 {
+        let n = self.revisions.len();
+        let i = match d {
+            None => n,
+            Some(d) => self.revisions.partition_point(|&r| r < d),
+        };
+        i.max(self.first_compacting).min(n) as u32
+    }
+}
+
+/// Does `compact --revision r` compact, or only defragment (`compact_path`'s rule)?
+fn compacts(r: i64, compacted: i64) -> bool {
+    r > compacted.max(0) && r >= 1
 }
 
 /// Entries and bytes by compaction threshold, with band edges at `edges` (ascending).
@@ -448,6 +498,8 @@ fn progress_bar(opts: &EtcdOptions, len: u64) -> Option<indicatif::ProgressBar> 
 /// The result of the one pass, before capacity planning.
 struct Pass<'a> {
     keys: HashMap<&'a [u8], KeyAcc>,
+    /// Every entry, in bucket order.
+    layout: Vec<EntryLayout>,
     figures: KeyFigures,
     bands: Vec<RevisionBand>,
     thresholds: ThresholdHistogram,
@@ -461,6 +513,7 @@ fn key_pass<'a>(
     last: i64,
     edges: Vec<i64>,
     rate_base: i64,
+    candidates: &Candidates,
     opts: &EtcdOptions,
 ) -> Result<Pass<'a>> {
     let nbands = opts.histogram_bands.max(1) as i64;
@@ -477,6 +530,7 @@ fn key_pass<'a>(
     }
     let mut p = Pass {
         keys: HashMap::new(),
+        layout: Vec::new(),
         figures: KeyFigures::default(),
         bands,
         thresholds: ThresholdHistogram::new(edges),
@@ -506,11 +560,21 @@ fn key_pass<'a>(
         if acc.revisions > 0 && !acc.last_tombstone {
             // The previous put of this key goes once this revision is <= R.
             p.thresholds.add(Some(rev.main), acc.last_bytes);
+            p.layout[acc.last_index].gone_at = candidates.gone_at(Some(rev.main));
         }
+        let d = threshold(rev.main, rev.tombstone, None, opts.rule);
         if rev.tombstone {
-            p.thresholds
-                .add(threshold(rev.main, true, None, opts.rule), bytes);
+            p.thresholds.add(d, bytes);
         }
+        acc.last_index = p.layout.len();
+        p.layout.push(EntryLayout {
+            len: ElementLen {
+                key: e.key.len() as u32,
+                value: e.value.len() as u32,
+            },
+            // A put's threshold is its key's next revision: set when that comes.
+            gone_at: candidates.gone_at(d),
+        });
         acc.revisions += 1;
         acc.bytes += bytes;
         acc.last_main = rev.main;
@@ -543,9 +607,9 @@ fn key_pass<'a>(
 }
 
 /// The file size of `compact --revision r` (with `--dry-run`), as `compact_path` decides
-/// it: a plan only above the compacted revision.
+/// it: a plan only above the compacted revision. A full pass over the file.
 pub fn planned_size(db: &Db, r: i64, compacted: i64, rule: TombstoneAtRev) -> Result<u64> {
-    let plan = if r > compacted.max(0) && r >= 1 {
+    let plan = if compacts(r, compacted) {
         Some(CompactionPlan::build(db, r, rule)?)
     } else {
         None
@@ -559,6 +623,50 @@ pub fn planned_size(db: &Db, r: i64, compacted: i64, rule: TombstoneAtRev) -> Re
     }
     t.plan = plan.as_ref();
     Ok(plan_copy(db, &CompactOptions::default(), &t)?.dst_size)
+}
+
+/// The file size of `compact --revision` at candidate `c`, from the pass's entry layout:
+/// the same figure as [`planned_size`].
+fn candidate_size(
+    db: &Db,
+    layout: &[EntryLayout],
+    candidates: &Candidates,
+    c: usize,
+    compacted: i64,
+    rule: TombstoneAtRev,
+) -> Result<u64> {
+    let r = candidates.revisions[c];
+    let opts = CompactOptions::default();
+    let page_size = db.page_size();
+    let kept = || {
+        layout
+            .iter()
+            .filter(|e| e.gone_at as usize > c)
+            .map(|e| e.len)
+    };
+    let (mut keys, mut image) = (0u64, PAGE_HEADER_SIZE);
+    for l in kept() {
+        keys += 1;
+        image += crate::format::element::LEAF_ELEMENT_SIZE + l.key as usize + l.value as usize;
+    }
+    if image <= inline_max(page_size) {
+        return planned_size(db, r, compacted, rule);
+    }
+    let mut t = Transform {
+        presized_key_bucket: Some(Presized {
+            pages: tree_pages(opts.fill_threshold(page_size), page_size as usize, kept()),
+            keys,
+            dropped: layout.len() as u64 - keys,
+        }),
+        ..Transform::default()
+    };
+    if compacts(r, compacted) {
+        t.set.insert(
+            META_BUCKET.to_vec(),
+            CompactionPlan::meta_entries_at(r).into_iter().collect(),
+        );
+    }
+    Ok(plan_copy(db, &opts, &t)?.dst_size)
 }
 
 fn quota_revision(current: i64, headroom: i64, rate: f64) -> Option<i64> {
@@ -586,12 +694,12 @@ impl EtcdAnalysis {
         } else {
             (first - 1).clamp(0, current)
         };
-        let candidates = spread(lo, current, opts.candidates.max(1));
+        let candidates = Candidates::new(spread(lo, current, opts.candidates.max(1)), compacted);
         let mut edges = spread(lo, current, opts.curve_points.max(2));
-        edges.extend(&candidates);
+        edges.extend(&candidates.revisions);
         edges.sort_unstable();
         edges.dedup();
-        let pass = key_pass(db, first, last, edges, lo, opts)?;
+        let pass = key_pass(db, first, last, edges, lo, &candidates, opts)?;
 
         // Per-key tables.
         let mut counts: Vec<u64> = pass.keys.values().map(|a| a.revisions).collect();
@@ -668,19 +776,9 @@ impl EtcdAnalysis {
         let file_size = db.file_size();
         let quota = opts.quota_bytes as i64;
         let headroom = quota - file_size as i64;
-        let pb = opts.progress.then(|| {
-            let pb = indicatif::ProgressBar::new(candidates.len() as u64);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            pb.set_message("analyze: sizing compaction candidates (full copy passes)");
-            pb
-        });
         let mut cands = Vec::new();
-        for &r in &candidates {
-            let size = planned_size(db, r, compacted, opts.rule)?;
+        for (c, &r) in candidates.revisions.iter().enumerate() {
+            let size = candidate_size(db, &pass.layout, &candidates, c, compacted, opts.rule)?;
             let p = at(r);
             cands.push(Candidate {
                 revision: r,
@@ -691,14 +789,8 @@ impl EtcdAnalysis {
                 remaining_file_size: size,
                 saving_bytes: file_size as i64 - size as i64,
                 headroom_bytes: quota - size as i64,
-                compacts: r > compacted.max(0) && r >= 1,
+                compacts: compacts(r, compacted),
             });
-            if let Some(pb) = &pb {
-                pb.inc(1);
-            }
-        }
-        if let Some(pb) = pb {
-            pb.finish_and_clear();
         }
         let span = current - lo;
         let rate = if span > 0 {
@@ -728,9 +820,9 @@ impl EtcdAnalysis {
             curve,
             note: format!(
                 "entries and bytes come from one pass (a histogram by the revision that removes \
-                 each entry); file sizes come from the writer's planner, exactly what `boltpack \
-                 compact --dry-run --revision R` prints, run for {} candidates only (fill 1.0; \
-                 etcd's own defrag fills 0.9)",
+                 each entry); the file sizes of the {} candidates are exact: the writer's layout \
+                 of each compacted copy, what `boltpack compact --dry-run --revision R` prints \
+                 (fill 1.0; etcd's own defrag fills 0.9)",
                 cands.len()
             ),
             candidates: cands,
@@ -862,6 +954,8 @@ mod tests {
             let opts = EtcdOptions {
                 rule,
                 curve_points: 1000,
+                // Every revision from the compacted one to the current one.
+                candidates: 60,
                 ..EtcdOptions::default()
             };
             let a = EtcdAnalysis::gather(&db, &opts).unwrap().unwrap();

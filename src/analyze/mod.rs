@@ -111,10 +111,15 @@ impl Analysis {
         Analysis::from_parts(db, &map, &stats)
     }
 
-    /// The bbolt figures, plus the etcd section for etcd files.
+    /// The bbolt figures, plus the etcd section for etcd files. The two are independent
+    /// walks of the same read-only map: they run on two threads.
     pub fn gather_with(db: &Db, opts: &etcd::EtcdOptions) -> crate::error::Result<Analysis> {
-        let mut a = Analysis::gather(db);
-        a.etcd = etcd::EtcdAnalysis::gather(db, opts)?;
+        let (mut a, e) = std::thread::scope(|s| {
+            let e = s.spawn(|| etcd::EtcdAnalysis::gather(db, opts));
+            let a = Analysis::gather(db);
+            (a, e.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        });
+        a.etcd = e?;
         Ok(a)
     }
 

@@ -102,8 +102,13 @@ impl<'a> CompactionPlan<'a> {
     /// The `meta` entries to set: both compaction revisions = R (17-byte form), so a
     /// restarted etcd reports R as compacted and resumes nothing (B6).
     pub fn meta_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        Self::meta_entries_at(self.rev)
+    }
+
+    /// [`meta_entries`](Self::meta_entries) of a compaction at `rev`.
+    pub fn meta_entries_at(rev: i64) -> Vec<(Vec<u8>, Vec<u8>)> {
         let r = RevisionKey {
-            main: self.rev,
+            main: rev,
             sub: 0,
             tombstone: false,
         }

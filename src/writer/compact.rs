@@ -45,6 +45,19 @@ pub struct CompactOptions {
     pub freelist: Option<FreelistMode>,
 }
 
+impl CompactOptions {
+    /// The node size at which a page counts as full, for pages of `page_size` bytes.
+    pub fn fill_threshold(&self, page_size: u32) -> usize {
+        (f64::from(page_size) * self.fill_percent.clamp(0.1, 1.0)) as usize
+    }
+}
+
+/// bbolt's `Bucket.inlineable` limit: a bucket without sub-buckets whose leaf image is at
+/// most a quarter page is stored inside its parent's leaf (bb136 bucket.go).
+pub fn inline_max(page_size: u32) -> usize {
+    page_size as usize / 4
+}
+
 impl Default for CompactOptions {
     fn default() -> Self {
         CompactOptions {
@@ -61,6 +74,19 @@ impl Default for CompactOptions {
 pub struct Transform<'a> {
     pub plan: Option<&'a CompactionPlan<'a>>,
     pub set: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// [`plan_copy`] only: the `key` bucket's layout, already counted, so it is not
+    /// walked (`analyze` sizes many compaction candidates from one pass over it).
+    pub presized_key_bucket: Option<Presized>,
+}
+
+/// A bucket's layout counted elsewhere ([`crate::writer::tree::tree_pages`]). It must not
+/// be inline (the caller checks that its leaf image is over [`inline_max`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presized {
+    pub pages: u64,
+    pub keys: u64,
+    /// `key` bucket entries removed by the compaction this layout is for.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -256,14 +282,28 @@ impl<'a, W: Write> Writer<'a, W> {
                         put(h, b'B', p.len(), key, &sub.sequence().to_le_bytes());
                     }
                     path.push(key);
-                    let value = match self.inline_value(path, sub)? {
-                        Some(v) => v,
-                        None => {
-                            let root = self.bucket(path, sub)?;
+                    let presized = self
+                        .t
+                        .presized_key_bucket
+                        .filter(|_| self.sink.plan_only && path[..] == [KEY_BUCKET]);
+                    let value = match presized {
+                        Some(ps) => {
+                            self.keys += ps.keys;
+                            self.dropped += ps.dropped;
+                            let root = self.sink.skip(ps.pages);
                             let mut v = root.to_le_bytes().to_vec();
                             v.extend_from_slice(&sub.sequence().to_le_bytes());
                             v
                         }
+                        None => match self.inline_value(path, sub)? {
+                            Some(v) => v,
+                            None => {
+                                let root = self.bucket(path, sub)?;
+                                let mut v = root.to_le_bytes().to_vec();
+                                v.extend_from_slice(&sub.sequence().to_le_bytes());
+                                v
+                            }
+                        },
                     };
                     path.pop();
                     LeafItem {
@@ -347,7 +387,6 @@ pub fn copy_through<'a, W: Write>(
     } else {
         FreelistMode::None
     });
-    let fill = opts.fill_percent.clamp(0.1, 1.0);
     if !how.plan_only {
         out.write_all(&vec![0u8; 2 * page_size as usize])
             .map_err(write_err)?;
@@ -357,8 +396,8 @@ pub fn copy_through<'a, W: Write>(
     let mut w = Writer {
         sink,
         t,
-        threshold: ((page_size as f64) * fill) as usize,
-        inline_max: page_size as usize / 4,
+        threshold: opts.fill_threshold(page_size),
+        inline_max: inline_max(page_size),
         buckets: 0,
         keys: 0,
         dropped: 0,

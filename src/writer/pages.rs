@@ -25,14 +25,15 @@ impl LeafItem<'_> {
     }
 }
 
-/// A branch element waiting to be written: a child's first key and page id.
+/// A branch element waiting to be written: a child's first key (`&[u8]`; its length when
+/// only counting pages) and page id.
 #[derive(Debug, Clone, Copy)]
-pub struct BranchItem<'a> {
-    pub key: &'a [u8],
+pub struct BranchItem<K> {
+    pub key: K,
     pub child: PageId,
 }
 
-impl BranchItem<'_> {
+impl BranchItem<&[u8]> {
     pub fn size(&self) -> usize {
         BRANCH_ELEMENT_SIZE + self.key.len()
     }
@@ -74,7 +75,7 @@ pub fn write_leaf(buf: &mut [u8], id: PageId, overflow: u32, items: &[LeafItem<'
     }
 }
 
-pub fn write_branch(buf: &mut [u8], id: PageId, overflow: u32, items: &[BranchItem<'_>]) {
+pub fn write_branch(buf: &mut [u8], id: PageId, overflow: u32, items: &[BranchItem<&[u8]>]) {
     header(buf, id, BRANCH_PAGE_FLAG, count16(items.len()), overflow);
     let mut data = PAGE_HEADER_SIZE + items.len() * BRANCH_ELEMENT_SIZE;
     for (i, it) in items.iter().enumerate() {
@@ -174,6 +175,15 @@ impl<W: Write> PageSink<W> {
         self.next += span as u64;
         self.written += len as u64;
         Ok(id)
+    }
+
+    /// Plan only: allocate `n` pages laid out elsewhere; returns the last (a tree's root
+    /// goes out last).
+    pub fn skip(&mut self, n: u64) -> PageId {
+        debug_assert!(self.plan_only && n > 0);
+        self.next += n;
+        self.written += n * self.page_size as u64;
+        self.next - 1
     }
 
     pub fn into_inner(self) -> W {

@@ -4,11 +4,15 @@
 //! and hands `(first key, page id)` to the branch level above, which fills and goes out the
 //! same way. `finish` flushes the levels bottom-up; the last page out is the root. Memory is
 //! one pending page per level (plus borrowed keys), whatever the tree's size.
+//!
+//! The decisions depend on element sizes only, so the same builder either writes page
+//! images ([`PageSink`]) or only counts pages ([`PageCounter`]): `analyze` sizes a
+//! compacted `key` bucket from entry sizes with exactly the layout `compact` writes.
 
 use std::io::Write;
 
 use crate::format::PageId;
-use crate::format::element::MIN_KEYS_PER_PAGE;
+use crate::format::element::{BRANCH_ELEMENT_SIZE, LEAF_ELEMENT_SIZE, MIN_KEYS_PER_PAGE};
 use crate::format::page::PAGE_HEADER_SIZE;
 
 use super::pages::{BranchItem, LeafItem, PageSink, write_branch, write_leaf};
@@ -16,8 +20,111 @@ use super::pages::{BranchItem, LeafItem, PageSink, write_branch, write_leaf};
 /// `node.write` panics at 0xFFFF elements (bb136 node.go); stay below.
 const MAX_ELEMENTS: usize = 0xFFFE;
 
-struct Level<'a> {
-    items: Vec<BranchItem<'a>>,
+/// Where a builder's nodes go.
+pub trait Nodes<'a> {
+    /// A leaf element.
+    type Leaf;
+    /// What a branch element keeps of its child's first key.
+    type Key: Copy;
+    /// Bytes the element adds to a leaf node.
+    fn leaf_size(item: &Self::Leaf) -> usize;
+    fn leaf_key(item: &Self::Leaf) -> Self::Key;
+    fn key_len(key: Self::Key) -> usize;
+    fn page_size(&self) -> usize;
+    /// Put out a leaf node of `size` bytes; returns its first page id.
+    fn leaf(&mut self, size: usize, items: &[Self::Leaf]) -> std::io::Result<PageId>;
+    fn branch(&mut self, size: usize, items: &[BranchItem<Self::Key>]) -> std::io::Result<PageId>;
+}
+
+impl<'a, W: Write> Nodes<'a> for PageSink<W> {
+    type Leaf = LeafItem<'a>;
+    type Key = &'a [u8];
+
+    fn leaf_size(item: &LeafItem<'a>) -> usize {
+        item.size()
+    }
+
+    fn leaf_key(item: &LeafItem<'a>) -> &'a [u8] {
+        item.key
+    }
+
+    fn key_len(key: &'a [u8]) -> usize {
+        key.len()
+    }
+
+    fn page_size(&self) -> usize {
+        PageSink::page_size(self)
+    }
+
+    fn leaf(&mut self, size: usize, items: &[LeafItem<'a>]) -> std::io::Result<PageId> {
+        self.emit(size, |buf, id, ov| write_leaf(buf, id, ov, items))
+    }
+
+    fn branch(&mut self, size: usize, items: &[BranchItem<&'a [u8]>]) -> std::io::Result<PageId> {
+        self.emit(size, |buf, id, ov| write_branch(buf, id, ov, items))
+    }
+}
+
+/// A leaf element known by its lengths only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElementLen {
+    pub key: u32,
+    pub value: u32,
+}
+
+/// Counts the pages a tree takes; page ids are counted from 0.
+#[derive(Debug, Clone)]
+pub struct PageCounter {
+    page_size: usize,
+    pub pages: u64,
+}
+
+impl PageCounter {
+    pub fn new(page_size: usize) -> PageCounter {
+        PageCounter {
+            page_size,
+            pages: 0,
+        }
+    }
+
+    fn take(&mut self, size: usize) -> PageId {
+        let id = self.pages;
+        self.pages += pages(size, self.page_size) as u64;
+        id
+    }
+}
+
+impl Nodes<'_> for PageCounter {
+    type Leaf = ElementLen;
+    type Key = u32;
+
+    fn leaf_size(item: &ElementLen) -> usize {
+        LEAF_ELEMENT_SIZE + item.key as usize + item.value as usize
+    }
+
+    fn leaf_key(item: &ElementLen) -> u32 {
+        item.key
+    }
+
+    fn key_len(key: u32) -> usize {
+        key as usize
+    }
+
+    fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    fn leaf(&mut self, size: usize, _: &[ElementLen]) -> std::io::Result<PageId> {
+        Ok(self.take(size))
+    }
+
+    fn branch(&mut self, size: usize, _: &[BranchItem<u32>]) -> std::io::Result<PageId> {
+        Ok(self.take(size))
+    }
+}
+
+struct Level<K> {
+    items: Vec<BranchItem<K>>,
     size: usize,
 }
 
@@ -42,18 +149,18 @@ fn starts_new_node(cur: usize, s: usize, threshold: usize, page_size: usize) -> 
 /// Upper bound on a node built by joining oversized elements.
 const MAX_JOINED_PAGES: usize = 64;
 
-pub struct TreeBuilder<'a> {
+pub struct TreeBuilder<'a, N: Nodes<'a>> {
     threshold: usize,
     page_size: usize,
-    leaf: Vec<LeafItem<'a>>,
+    leaf: Vec<N::Leaf>,
     leaf_size: usize,
-    levels: Vec<Level<'a>>,
+    levels: Vec<Level<N::Key>>,
 }
 
-impl<'a> TreeBuilder<'a> {
+impl<'a, N: Nodes<'a>> TreeBuilder<'a, N> {
     /// `threshold` = page_size * fill percent: a page is full when the next element would
     /// take it past this (a lone element larger than a page gets overflow pages).
-    pub fn new(threshold: usize, page_size: usize) -> TreeBuilder<'a> {
+    pub fn new(threshold: usize, page_size: usize) -> TreeBuilder<'a, N> {
         TreeBuilder {
             threshold,
             page_size,
@@ -63,31 +170,26 @@ impl<'a> TreeBuilder<'a> {
         }
     }
 
-    pub fn push<W: Write>(
-        &mut self,
-        sink: &mut PageSink<W>,
-        item: LeafItem<'a>,
-    ) -> std::io::Result<()> {
-        let s = item.size();
+    pub fn push(&mut self, nodes: &mut N, item: N::Leaf) -> std::io::Result<()> {
+        let s = N::leaf_size(&item);
         if !self.leaf.is_empty()
             && (starts_new_node(self.leaf_size, s, self.threshold, self.page_size)
                 || self.leaf.len() >= MAX_ELEMENTS)
         {
-            self.flush_leaf(sink)?;
+            self.flush_leaf(nodes)?;
         }
         self.leaf_size += s;
         self.leaf.push(item);
         Ok(())
     }
 
-    fn flush_leaf<W: Write>(&mut self, sink: &mut PageSink<W>) -> std::io::Result<()> {
-        let first = self.leaf[0].key;
-        let items = &self.leaf;
-        let id = sink.emit(self.leaf_size, |buf, id, ov| write_leaf(buf, id, ov, items))?;
+    fn flush_leaf(&mut self, nodes: &mut N) -> std::io::Result<()> {
+        let first = N::leaf_key(&self.leaf[0]);
+        let id = nodes.leaf(self.leaf_size, &self.leaf)?;
         self.leaf.clear();
         self.leaf_size = PAGE_HEADER_SIZE;
         self.push_branch(
-            sink,
+            nodes,
             0,
             BranchItem {
                 key: first,
@@ -96,11 +198,11 @@ impl<'a> TreeBuilder<'a> {
         )
     }
 
-    fn push_branch<W: Write>(
+    fn push_branch(
         &mut self,
-        sink: &mut PageSink<W>,
+        nodes: &mut N,
         level: usize,
-        item: BranchItem<'a>,
+        item: BranchItem<N::Key>,
     ) -> std::io::Result<()> {
         if level == self.levels.len() {
             self.levels.push(Level {
@@ -108,7 +210,7 @@ impl<'a> TreeBuilder<'a> {
                 size: PAGE_HEADER_SIZE,
             });
         }
-        let s = item.size();
+        let s = BRANCH_ELEMENT_SIZE + N::key_len(item.key);
         let l = &self.levels[level];
         // A branch page keeps at least `minKeysPerPage` (2) children even when that makes
         // it overflow: each level then at least halves, so the tree always converges.
@@ -116,7 +218,7 @@ impl<'a> TreeBuilder<'a> {
             && (starts_new_node(l.size, s, self.threshold, self.page_size)
                 || l.items.len() >= MAX_ELEMENTS)
         {
-            self.flush_branch(sink, level)?;
+            self.flush_branch(nodes, level)?;
         }
         let l = &mut self.levels[level];
         l.size += s;
@@ -124,19 +226,14 @@ impl<'a> TreeBuilder<'a> {
         Ok(())
     }
 
-    fn flush_branch<W: Write>(
-        &mut self,
-        sink: &mut PageSink<W>,
-        level: usize,
-    ) -> std::io::Result<()> {
+    fn flush_branch(&mut self, nodes: &mut N, level: usize) -> std::io::Result<()> {
         let l = &mut self.levels[level];
         let first = l.items[0].key;
-        let items = &l.items;
-        let id = sink.emit(l.size, |buf, id, ov| write_branch(buf, id, ov, items))?;
+        let id = nodes.branch(l.size, &l.items)?;
         l.items.clear();
         l.size = PAGE_HEADER_SIZE;
         self.push_branch(
-            sink,
+            nodes,
             level + 1,
             BranchItem {
                 key: first,
@@ -146,13 +243,12 @@ impl<'a> TreeBuilder<'a> {
     }
 
     /// Flush everything; returns the root page id. An empty tree is one empty leaf.
-    pub fn finish<W: Write>(mut self, sink: &mut PageSink<W>) -> std::io::Result<PageId> {
+    pub fn finish(mut self, nodes: &mut N) -> std::io::Result<PageId> {
         if self.levels.is_empty() {
-            let items = &self.leaf;
-            return sink.emit(self.leaf_size, |buf, id, ov| write_leaf(buf, id, ov, items));
+            return nodes.leaf(self.leaf_size, &self.leaf);
         }
         if !self.leaf.is_empty() {
-            self.flush_leaf(sink)?;
+            self.flush_leaf(nodes)?;
         }
         let mut level = 0;
         loop {
@@ -161,15 +257,31 @@ impl<'a> TreeBuilder<'a> {
                 if l.items.len() == 1 {
                     return Ok(l.items[0].child);
                 }
-                let items = &l.items;
-                return sink.emit(l.size, |buf, id, ov| write_branch(buf, id, ov, items));
+                return nodes.branch(l.size, &l.items);
             }
             if !self.levels[level].items.is_empty() {
-                self.flush_branch(sink, level)?;
+                self.flush_branch(nodes, level)?;
             }
             level += 1;
         }
     }
+}
+
+/// The pages of a tree of these elements (in key order) at fill `threshold`: what
+/// [`TreeBuilder`] into a [`PageSink`] takes for the same elements.
+pub fn tree_pages(
+    threshold: usize,
+    page_size: usize,
+    items: impl IntoIterator<Item = ElementLen>,
+) -> u64 {
+    let mut counter = PageCounter::new(page_size);
+    let mut tree = TreeBuilder::new(threshold, page_size);
+    for it in items {
+        // Counting cannot fail.
+        let _ = tree.push(&mut counter, it);
+    }
+    let _ = tree.finish(&mut counter);
+    counter.pages
 }
 
 #[cfg(test)]
@@ -244,6 +356,73 @@ mod tests {
         roundtrip(3, 5000); // overflow leaves
         roundtrip(20_000, 20); // three levels
         roundtrip(300, 100);
+    }
+
+    /// The page counter takes exactly the pages the writer writes, for small, overflowing
+    /// and mixed elements, large keys, and any fill.
+    #[test]
+    fn counting_equals_writing() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let big = vec![1u8; 3 * 16384];
+        for case in 0..40 {
+            let ps = [4096usize, 1024, 16384][case % 3];
+            let fill = [1.0, 0.9, 0.5, 0.1][case % 4];
+            let threshold = (ps as f64 * fill) as usize;
+            let n = next(3000) as usize;
+            let keys: Vec<Vec<u8>> = (0..n)
+                .map(|i| {
+                    let extra = if next(50) == 0 {
+                        next(2 * ps as u64)
+                    } else {
+                        next(40)
+                    };
+                    let mut k = format!("{i:08}").into_bytes();
+                    k.resize(8 + extra as usize, b'k');
+                    k
+                })
+                .collect();
+            let vlens: Vec<usize> = (0..n)
+                .map(|_| match next(10) {
+                    0 => next(3 * ps as u64),
+                    1..=3 => 0,
+                    _ => next(300),
+                } as usize)
+                .collect();
+            let mut sink = PageSink::new(Vec::new(), ps as u32, 0);
+            let mut t = TreeBuilder::new(threshold, ps);
+            for (k, &v) in keys.iter().zip(&vlens) {
+                let value = Cow::Borrowed(&big[..v]);
+                t.push(
+                    &mut sink,
+                    LeafItem {
+                        flags: 0,
+                        key: k,
+                        value,
+                    },
+                )
+                .unwrap();
+            }
+            t.finish(&mut sink).unwrap();
+            let counted = tree_pages(
+                threshold,
+                ps,
+                keys.iter().zip(&vlens).map(|(k, &v)| ElementLen {
+                    key: k.len() as u32,
+                    value: v as u32,
+                }),
+            );
+            assert_eq!(
+                counted,
+                sink.next_id(),
+                "case {case}: {n} elements, page {ps}"
+            );
+        }
     }
 
     #[test]
