@@ -31,15 +31,16 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::etcd::compaction::{CompactionPlan, TombstoneAtRev};
-use crate::etcd::keyindex::decode_entry;
+use crate::etcd::keyindex::{decode_entry, decode_entry_through_value};
 use crate::etcd::meta::{EtcdMeta, Revisions, key_bucket};
 use crate::etcd::{META_BUCKET, Rules};
+use crate::format::element::LEAF_ELEMENT_SIZE;
 use crate::format::page::PAGE_HEADER_SIZE;
 use crate::reader::{Bucket, Db};
 use crate::report::text_or_hex;
-use crate::writer::CompactOptions;
 use crate::writer::compact::{Presized, Transform, inline_max, plan_copy};
 use crate::writer::tree::{ElementLen, tree_pages};
+use crate::writer::{CompactOptions, CompactSummary};
 
 /// etcd's default backend quota (`--quota-backend-bytes` 0 means 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
@@ -495,9 +496,35 @@ fn progress_bar(opts: &EtcdOptions, len: u64) -> Option<indicatif::ProgressBar> 
     Some(pb)
 }
 
+/// Hashes user keys with XXH3: SipHash's flood resistance buys nothing on one's own file,
+/// and it was a tenth of the pass.
+#[derive(Default, Clone, Copy)]
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn write(&mut self, b: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(b, self.0);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(29) ^ n as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// User keys are copied in: comparing against a key borrowed from the map would read the
+/// page of the key's first revision again, a cache miss per entry.
+type KeyMap<V> = HashMap<Box<[u8]>, V, std::hash::BuildHasherDefault<KeyHash>>;
+
 /// The result of the one pass, before capacity planning.
-struct Pass<'a> {
-    keys: HashMap<&'a [u8], KeyAcc>,
+struct Pass {
+    keys: KeyMap<KeyAcc>,
+    /// The `key` bucket's entries came in strictly ascending order, as the writer needs
+    /// them (otherwise `compact` refuses the file and the layout figures are not used).
+    ordered: bool,
     /// Every entry, in bucket order.
     layout: Vec<EntryLayout>,
     figures: KeyFigures,
@@ -515,7 +542,7 @@ fn key_pass<'a>(
     rate_base: i64,
     candidates: &Candidates,
     opts: &EtcdOptions,
-) -> Result<Pass<'a>> {
+) -> Result<Pass> {
     let nbands = opts.histogram_bands.max(1) as i64;
     let width = ((last - first + 1).max(1) + nbands - 1) / nbands;
     let mut bands: Vec<RevisionBand> = Vec::new();
@@ -529,7 +556,8 @@ fn key_pass<'a>(
         b0 += width;
     }
     let mut p = Pass {
-        keys: HashMap::new(),
+        keys: KeyMap::default(),
+        ordered: true,
         layout: Vec::new(),
         figures: KeyFigures::default(),
         bands,
@@ -537,9 +565,14 @@ fn key_pass<'a>(
         recent_bytes: 0,
     };
     let pb = progress_bar(opts, (last - first).max(0) as u64);
+    let mut prev_key: Option<&[u8]> = None;
     for e in key_bucket(db)?.iter() {
         let e = e?;
-        let (rev, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
+        let (rev, kv) = decode_entry_through_value(db, e.key, e.value, e.is_bucket())?;
+        if p.layout.last().is_some() && prev_key.is_some_and(|k| e.key <= k) {
+            p.ordered = false;
+        }
+        prev_key = Some(e.key);
         let bytes = (e.key.len() + e.value.len()) as u64;
         let f = &mut p.figures;
         f.entries += 1;
@@ -556,7 +589,10 @@ fn key_pass<'a>(
             band.bytes += bytes;
             band.tombstones += u64::from(rev.tombstone);
         }
-        let acc = p.keys.entry(kv.key).or_default();
+        let acc = match p.keys.get_mut(kv.key) {
+            Some(acc) => acc,
+            None => p.keys.entry(kv.key.into()).or_default(),
+        };
         if acc.revisions > 0 && !acc.last_tombstone {
             // The previous put of this key goes once this revision is <= R.
             p.thresholds.add(Some(rev.main), acc.last_bytes);
@@ -625,48 +661,65 @@ pub fn planned_size(db: &Db, r: i64, compacted: i64, rule: TombstoneAtRev) -> Re
     Ok(plan_copy(db, &CompactOptions::default(), &t)?.dst_size)
 }
 
-/// The file size of `compact --revision` at candidate `c`, from the pass's entry layout:
-/// the same figure as [`planned_size`].
+/// The plan of `compact` (`--dry-run`'s summary) from the pass's entry layout: entries
+/// gone at candidate `c` are left out (`None`: a defrag, all kept), and the `meta` keys of
+/// a compaction at `compact_at` are set. `None` when the `key` bucket would be inline, or
+/// the pass found it out of order (the full planner then decides, or refuses the file).
+fn layout_plan(
+    db: &Db,
+    pass: &Pass,
+    c: Option<usize>,
+    compact_at: Option<i64>,
+) -> Result<Option<CompactSummary>> {
+    let opts = CompactOptions::default();
+    let page_size = db.page_size();
+    let kept = || {
+        pass.layout
+            .iter()
+            .filter(move |e| c.is_none_or(|c| e.gone_at as usize > c))
+            .map(|e| e.len)
+    };
+    let (mut keys, mut image) = (0u64, PAGE_HEADER_SIZE);
+    for l in kept() {
+        keys += 1;
+        image += LEAF_ELEMENT_SIZE + l.key as usize + l.value as usize;
+    }
+    if !pass.ordered || image <= inline_max(page_size) {
+        return Ok(None);
+    }
+    let mut t = Transform {
+        presized_key_bucket: Some(Presized {
+            pages: tree_pages(opts.fill_threshold(page_size), page_size as usize, kept()),
+            keys,
+            dropped: pass.layout.len() as u64 - keys,
+        }),
+        ..Transform::default()
+    };
+    if let Some(r) = compact_at {
+        t.set.insert(
+            META_BUCKET.to_vec(),
+            CompactionPlan::meta_entries_at(r).into_iter().collect(),
+        );
+    }
+    Ok(Some(plan_copy(db, &opts, &t)?))
+}
+
+/// The file size of `compact --revision` at candidate `c`: [`layout_plan`], or when that
+/// cannot tell, [`planned_size`]'s full pass.
 fn candidate_size(
     db: &Db,
-    layout: &[EntryLayout],
+    pass: &Pass,
     candidates: &Candidates,
     c: usize,
     compacted: i64,
     rule: TombstoneAtRev,
 ) -> Result<u64> {
     let r = candidates.revisions[c];
-    let opts = CompactOptions::default();
-    let page_size = db.page_size();
-    let kept = || {
-        layout
-            .iter()
-            .filter(|e| e.gone_at as usize > c)
-            .map(|e| e.len)
-    };
-    let (mut keys, mut image) = (0u64, PAGE_HEADER_SIZE);
-    for l in kept() {
-        keys += 1;
-        image += crate::format::element::LEAF_ELEMENT_SIZE + l.key as usize + l.value as usize;
+    let at = compacts(r, compacted).then_some(r);
+    match layout_plan(db, pass, Some(c), at)? {
+        Some(plan) => Ok(plan.dst_size),
+        None => planned_size(db, r, compacted, rule),
     }
-    if image <= inline_max(page_size) {
-        return planned_size(db, r, compacted, rule);
-    }
-    let mut t = Transform {
-        presized_key_bucket: Some(Presized {
-            pages: tree_pages(opts.fill_threshold(page_size), page_size as usize, kept()),
-            keys,
-            dropped: layout.len() as u64 - keys,
-        }),
-        ..Transform::default()
-    };
-    if compacts(r, compacted) {
-        t.set.insert(
-            META_BUCKET.to_vec(),
-            CompactionPlan::meta_entries_at(r).into_iter().collect(),
-        );
-    }
-    Ok(plan_copy(db, &opts, &t)?.dst_size)
 }
 
 fn quota_revision(current: i64, headroom: i64, rate: f64) -> Option<i64> {
@@ -676,6 +729,15 @@ fn quota_revision(current: i64, headroom: i64, rate: f64) -> Option<i64> {
 impl EtcdAnalysis {
     /// Analyze an etcd file; `Ok(None)` when it has no `key` and `meta` buckets.
     pub fn gather(db: &Db, opts: &EtcdOptions) -> Result<Option<EtcdAnalysis>> {
+        Ok(Self::gather_parts(db, opts)?.map(|(a, _)| a))
+    }
+
+    /// [`gather`](Self::gather), plus the plan of a defragmented copy (`compact --dry-run`)
+    /// when the pass's layout gives it.
+    pub fn gather_parts(
+        db: &Db,
+        opts: &EtcdOptions,
+    ) -> Result<Option<(EtcdAnalysis, Option<CompactSummary>)>> {
         if !crate::etcd::is_etcd(db) {
             return Ok(None);
         }
@@ -700,8 +762,47 @@ impl EtcdAnalysis {
         edges.sort_unstable();
         edges.dedup();
         let pass = key_pass(db, first, last, edges, lo, &candidates, opts)?;
+        // The file sizes (the tree builder over the layout, per candidate) on the other
+        // core while the tables are made here.
+        let sizing = |pass: &Pass| -> Result<(Vec<u64>, Option<CompactSummary>)> {
+            let sizes = (0..candidates.revisions.len())
+                .map(|c| candidate_size(db, pass, &candidates, c, compacted, opts.rule))
+                .collect::<Result<Vec<u64>>>()?;
+            Ok((sizes, layout_plan(db, pass, None, None)?))
+        };
+        std::thread::scope(|s| {
+            let sized = s.spawn(|| sizing(&pass));
+            let tables = Self::tables(&pass, opts);
+            let sized = sized
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            Self::finish(
+                db,
+                opts,
+                meta,
+                revs,
+                first_key,
+                lo,
+                &candidates,
+                &pass,
+                tables,
+                sized?,
+            )
+        })
+        .map(Some)
+    }
+}
 
-        // Per-key tables.
+/// The per-key tables of the analysis.
+struct Tables {
+    revisions_per_key: Distribution,
+    top_keys_by_revisions: Vec<TopKey>,
+    top_keys_by_bytes: Vec<TopKey>,
+    prefixes: Prefixes,
+}
+
+impl EtcdAnalysis {
+    fn tables(pass: &Pass, opts: &EtcdOptions) -> Tables {
         let mut counts: Vec<u64> = pass.keys.values().map(|a| a.revisions).collect();
         counts.sort_unstable();
         let n = counts.len();
@@ -717,7 +818,7 @@ impl EtcdAnalysis {
             },
         };
         let top = |by: &dyn Fn(&KeyAcc) -> u64| -> Vec<TopKey> {
-            let mut v: Vec<(&&[u8], &KeyAcc)> = pass.keys.iter().collect();
+            let mut v: Vec<(&Box<[u8]>, &KeyAcc)> = pass.keys.iter().collect();
             v.sort_unstable_by(|a, b| by(b.1).cmp(&by(a.1)).then(a.0.cmp(b.0)));
             v.into_iter()
                 .take(opts.top)
@@ -763,7 +864,28 @@ impl EtcdAnalysis {
             ),
             groups,
         };
+        Tables {
+            revisions_per_key,
+            top_keys_by_revisions,
+            top_keys_by_bytes,
+            prefixes,
+        }
+    }
 
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        db: &Db,
+        opts: &EtcdOptions,
+        meta: EtcdMeta,
+        revs: Revisions,
+        first_key: Option<i64>,
+        lo: i64,
+        candidates: &Candidates,
+        pass: &Pass,
+        tables: Tables,
+        (sizes, defrag): (Vec<u64>, Option<CompactSummary>),
+    ) -> Result<(EtcdAnalysis, Option<CompactSummary>)> {
+        let (current, compacted) = (revs.current, revs.compacted);
         // Capacity.
         let curve = pass.thresholds.curve();
         let at = |r: i64| {
@@ -777,8 +899,7 @@ impl EtcdAnalysis {
         let quota = opts.quota_bytes as i64;
         let headroom = quota - file_size as i64;
         let mut cands = Vec::new();
-        for (c, &r) in candidates.revisions.iter().enumerate() {
-            let size = candidate_size(db, &pass.layout, &candidates, c, compacted, opts.rule)?;
+        for (&r, &size) in candidates.revisions.iter().zip(&sizes) {
             let p = at(r);
             cands.push(Candidate {
                 revision: r,
@@ -838,7 +959,7 @@ impl EtcdAnalysis {
             }
             None => Vec::new(),
         };
-        Ok(Some(EtcdAnalysis {
+        let analysis = EtcdAnalysis {
             current_revision: current,
             compacted_revision: compacted,
             finished_compact_rev: meta.finished_compact_rev,
@@ -855,14 +976,15 @@ impl EtcdAnalysis {
             members: count_entries(db, b"members")?,
             members_removed: count_entries(db, b"members_removed")?,
             leases: count_entries(db, b"lease")?,
-            keys: pass.figures,
-            revisions_per_key,
-            top_keys_by_revisions,
-            top_keys_by_bytes,
-            prefixes,
-            revision_histogram: pass.bands,
+            keys: pass.figures.clone(),
+            revisions_per_key: tables.revisions_per_key,
+            top_keys_by_revisions: tables.top_keys_by_revisions,
+            top_keys_by_bytes: tables.top_keys_by_bytes,
+            prefixes: tables.prefixes,
+            revision_histogram: pass.bands.clone(),
             capacity,
-        }))
+        };
+        Ok((analysis, defrag))
     }
 }
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::reader::Db;
 use crate::reader::reach::PageMap;
+use crate::writer::CompactSummary;
 
 use super::stats::{Stats, pct};
 
@@ -150,14 +151,7 @@ pub fn defrag_estimate(db: &Db, stats: &Stats<'_>) -> DefragEstimate {
     use crate::writer::compact::{CompactOptions, Transform, plan_copy};
     let t = Transform::default();
     if let Ok(summary) = plan_copy(db, &CompactOptions::default(), &t) {
-        let bytes = summary.dst_size;
-        return DefragEstimate {
-            method: DEFRAG_PLANNER_METHOD,
-            exact: true,
-            pages: summary.dst_pages,
-            bytes,
-            saving_bytes: db.file_size().saturating_sub(bytes),
-        };
+        return exact_defrag(db, &summary);
     }
     let ps = u64::from(db.page_size());
     let freelist = u64::from(db.meta().has_freelist_page());
@@ -175,6 +169,17 @@ pub fn defrag_estimate(db: &Db, stats: &Stats<'_>) -> DefragEstimate {
         pages,
         bytes,
         saving_bytes: db.file_size().saturating_sub(bytes),
+    }
+}
+
+/// The estimate from a plan of the defragmented copy (`compact --dry-run`'s summary).
+pub fn exact_defrag(db: &Db, plan: &CompactSummary) -> DefragEstimate {
+    DefragEstimate {
+        method: DEFRAG_PLANNER_METHOD,
+        exact: true,
+        pages: plan.dst_pages,
+        bytes: plan.dst_size,
+        saving_bytes: db.file_size().saturating_sub(plan.dst_size),
     }
 }
 
@@ -207,7 +212,12 @@ pub struct FileFigures {
 }
 
 impl FileFigures {
-    pub fn gather(db: &Db, map: &PageMap, stats: &Stats<'_>) -> FileFigures {
+    pub fn gather(
+        db: &Db,
+        map: &PageMap,
+        stats: &Stats<'_>,
+        defrag_estimate: DefragEstimate,
+    ) -> FileFigures {
         let ps = u64::from(db.page_size());
         let counts = map.counts();
         let hwm = db.hwm();
@@ -232,7 +242,7 @@ impl FileFigures {
             free_by_tenth: tenths(db.file_pages(), hwm, &map.free, ps),
             leaf_fill_pct: pct(leaf_inuse, leaf_alloc),
             branch_fill_pct: pct(branch_inuse, branch_alloc),
-            defrag_estimate: defrag_estimate(db, stats),
+            defrag_estimate,
         }
     }
 }

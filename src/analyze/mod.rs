@@ -47,7 +47,7 @@ use crate::reader::reach::PageMap;
 use crate::report::{hex, text_or_hex};
 
 use frag::FileFigures;
-use stats::{BucketFigures, BucketStats, Stats, bucket_stats};
+use stats::{BucketFigures, BucketStats, Stats, bucket_stats, bucket_stats_and_map};
 
 /// One bucket in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -112,20 +112,40 @@ impl Analysis {
     }
 
     /// The bbolt figures, plus the etcd section for etcd files. The two are independent
-    /// walks of the same read-only map: they run on two threads.
+    /// walks of the same read-only map: they run on two threads. For an etcd file, the
+    /// defragmented size comes from the etcd pass's `key` bucket layout (exact, as the
+    /// capacity candidates), which saves the planner a walk of the whole file.
     pub fn gather_with(db: &Db, opts: &etcd::EtcdOptions) -> crate::error::Result<Analysis> {
-        let (mut a, e) = std::thread::scope(|s| {
-            let e = s.spawn(|| etcd::EtcdAnalysis::gather(db, opts));
-            let a = Analysis::gather(db);
-            (a, e.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        let (stats, map, e) = std::thread::scope(|s| {
+            let e = s.spawn(|| etcd::EtcdAnalysis::gather_parts(db, opts));
+            let (stats, map) = bucket_stats_and_map(db);
+            let e = e.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (stats, map, e)
         });
-        a.etcd = e?;
+        let (etcd, defrag) = match e? {
+            Some((a, d)) => (Some(a), d),
+            None => (None, None),
+        };
+        let defrag = defrag.map(|summary| frag::exact_defrag(db, &summary));
+        let mut a = Analysis::assemble(db, &map, &stats, defrag);
+        a.etcd = etcd;
         Ok(a)
     }
 
     pub fn from_parts(db: &Db, map: &PageMap, stats: &Stats<'_>) -> Analysis {
+        Analysis::assemble(db, map, stats, None)
+    }
+
+    /// `defrag`: the defragmented size when already known; otherwise the planner runs.
+    fn assemble(
+        db: &Db,
+        map: &PageMap,
+        stats: &Stats<'_>,
+        defrag: Option<frag::DefragEstimate>,
+    ) -> Analysis {
+        let defrag = defrag.unwrap_or_else(|| frag::defrag_estimate(db, stats));
         Analysis {
-            file: FileFigures::gather(db, map, stats),
+            file: FileFigures::gather(db, map, stats, defrag),
             total: stats.root().go,
             buckets: stats.listed().iter().map(BucketReport::new).collect(),
             // The page map's walk is the stats walk plus the freelist checks.

@@ -31,6 +31,7 @@ use crate::format::element::{BRANCH_ELEMENT_SIZE, LEAF_ELEMENT_SIZE, NodeView};
 use crate::format::page::PAGE_HEADER_SIZE;
 use crate::reader::Db;
 use crate::reader::node::Node;
+use crate::reader::reach::PageMap;
 use crate::reader::walk::{BucketInfo, Problem, Visitor, walk};
 
 /// Go's `BucketStats` (bb136 `bucket.go`), with Go's field names in JSON.
@@ -261,31 +262,49 @@ impl<'a> Visitor<'a> for Collector<'a> {
 
 /// Every bucket's own and Go-aggregated statistics, from one walk of the tree.
 pub fn bucket_stats(db: &Db) -> Stats<'_> {
-    let mut c = Collector {
-        page_size: u64::from(db.page_size()),
-        buckets: Vec::new(),
-        into_parent: Vec::new(),
-        last_bucket_value: None,
-        problems: Vec::new(),
-    };
+    let mut c = Collector::new(db);
     walk(db, &premarked(db), &mut c);
-    let Collector {
-        page_size,
-        mut buckets,
-        into_parent,
-        problems,
-        ..
-    } = c;
-    for b in &mut buckets {
-        let s = &mut b.own;
-        s.branch_alloc = (s.branch_page_n + s.branch_overflow_n) * page_size;
-        s.leaf_alloc = (s.leaf_page_n + s.leaf_overflow_n) * page_size;
+    c.finish(db)
+}
+
+/// [`bucket_stats`] and the [`PageMap`], from one walk when the file is sound enough for
+/// both to start from the same reached pages.
+pub fn bucket_stats_and_map(db: &Db) -> (Stats<'_>, PageMap) {
+    let mut c = Collector::new(db);
+    let map = PageMap::build_with(db, &mut c, &premarked(db));
+    (c.finish(db), map)
+}
+
+impl<'a> Collector<'a> {
+    fn new(db: &Db) -> Collector<'a> {
+        Collector {
+            page_size: u64::from(db.page_size()),
+            buckets: Vec::new(),
+            into_parent: Vec::new(),
+            last_bucket_value: None,
+            problems: Vec::new(),
+        }
     }
-    aggregate(&mut buckets, &into_parent);
-    Stats {
-        page_size: db.page_size(),
-        buckets,
-        problems,
+
+    fn finish(self, db: &Db) -> Stats<'a> {
+        let Collector {
+            page_size,
+            mut buckets,
+            into_parent,
+            problems,
+            ..
+        } = self;
+        for b in &mut buckets {
+            let s = &mut b.own;
+            s.branch_alloc = (s.branch_page_n + s.branch_overflow_n) * page_size;
+            s.leaf_alloc = (s.leaf_page_n + s.leaf_overflow_n) * page_size;
+        }
+        aggregate(&mut buckets, &into_parent);
+        Stats {
+            page_size: db.page_size(),
+            buckets,
+            problems,
+        }
     }
 }
 

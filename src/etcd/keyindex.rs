@@ -163,6 +163,26 @@ pub fn decode_entry<'a>(
     value: &'a [u8],
     is_bucket: bool,
 ) -> Result<(RevisionKey, KeyValue<'a>)> {
+    decode_entry_with(db, key, value, is_bucket, KeyValue::decode)
+}
+
+/// [`decode_entry`] with [`KeyValue::decode_through_value`]: `lease` is not read.
+pub fn decode_entry_through_value<'a>(
+    db: &Db,
+    key: &'a [u8],
+    value: &'a [u8],
+    is_bucket: bool,
+) -> Result<(RevisionKey, KeyValue<'a>)> {
+    decode_entry_with(db, key, value, is_bucket, KeyValue::decode_through_value)
+}
+
+fn decode_entry_with<'a>(
+    db: &Db,
+    key: &'a [u8],
+    value: &'a [u8],
+    is_bucket: bool,
+    decode: fn(&'a [u8]) -> std::result::Result<KeyValue<'a>, String>,
+) -> Result<(RevisionKey, KeyValue<'a>)> {
     let err = |s: &[u8], what: String| {
         let at = db.offset_of(s);
         Error::corrupt(db.page_at(at), at, what)
@@ -171,7 +191,7 @@ pub fn decode_entry<'a>(
         return Err(err(key, "the `key` bucket holds a sub-bucket".into()));
     }
     let rev = RevisionKey::parse(key).map_err(|e| err(key, format!("`key` bucket: {e}")))?;
-    let kv = KeyValue::decode(value).map_err(|e| {
+    let kv = decode(value).map_err(|e| {
         err(
             value,
             format!("`key` bucket entry {}_{}: {e}", rev.main, rev.sub),

@@ -206,6 +206,10 @@ impl<'a> Bucket<'a> {
     }
 }
 
+/// How many sibling pages ahead a walk asks for (each a memory access that would
+/// otherwise wait in turn).
+pub const PREFETCH_AHEAD: usize = 4;
+
 /// In-order iteration over one bucket's entries (not descending into sub-buckets). After
 /// an error it yields nothing more. Bounded by a [`Budget`]: a tree whose pages are shared
 /// yields an error instead of taking exponential time.
@@ -254,6 +258,11 @@ impl<'a> Cursor<'a> {
             *idx += 1;
             let (spent, child) = if node.is_leaf() {
                 let e = node.leaf(i)?;
+                // The caller reads this key and value next; the next entry's sit further
+                // into the page, in lines not loaded yet.
+                if let Ok(next) = node.leaf(i + 1) {
+                    self.db.prefetch_from(next.key);
+                }
                 if self.budget.spend(e.key.len().saturating_add(e.value.len())) {
                     return Ok(Some(e));
                 }
@@ -279,6 +288,10 @@ impl<'a> Cursor<'a> {
                         "branch element {i} points at page {child}, outside [2, high-water mark {hwm})"
                     ),
                 ));
+            }
+            // Children are read in order: ask for the memory of one a few ahead now.
+            if let Ok(next) = node.branch(i + PREFETCH_AHEAD) {
+                self.db.prefetch_page(next.child);
             }
             self.push(child)?;
         }

@@ -176,6 +176,27 @@ impl Db {
         self.hwm().min(self.file_pages())
     }
 
+    /// Hint that page `id` is read soon ([`super::file::prefetch`]); out of range: nothing.
+    #[inline]
+    pub fn prefetch_page(&self, id: PageId) {
+        if let Some(off) = self.page_offset(id).and_then(|o| usize::try_from(o).ok())
+            && let Some(b) = self.bytes().get(off..)
+        {
+            super::file::prefetch(b);
+        }
+    }
+
+    /// Hint that the bytes from the start of `s` (a slice of this database) are read soon.
+    #[inline]
+    pub fn prefetch_from(&self, s: &[u8]) {
+        if let Some(b) = usize::try_from(self.offset_of(s))
+            .ok()
+            .and_then(|o| self.bytes().get(o..))
+        {
+            super::file::prefetch(b);
+        }
+    }
+
     /// Byte offset of page `id`, when it fits in `u64`.
     pub fn page_offset(&self, id: PageId) -> Option<u64> {
         id.checked_mul(u64::from(self.page_size))

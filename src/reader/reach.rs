@@ -9,7 +9,7 @@ use crate::format::page::PageKind;
 
 use super::db::Db;
 use super::node::Node;
-use super::walk::{BucketInfo, Problem, Visitor, walk};
+use super::walk::{BucketInfo, Problem, Tee, Visitor, walk};
 
 /// What a physical page is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -124,6 +124,21 @@ impl<'a> Visitor<'a> for Mapper<'_, '_> {
 
 impl PageMap {
     pub fn build(db: &Db) -> PageMap {
+        Self::build_inner(db, None::<(&mut (), &[PageId])>)
+    }
+
+    /// Build the map while `also` watches the same walk, when `also` wants the same pages
+    /// marked as reached beforehand (`also_premarked`: metas and freelist, as here, on any
+    /// sound file); otherwise `also` gets a walk of its own.
+    pub fn build_with<'a>(
+        db: &'a Db,
+        also: &mut impl Visitor<'a>,
+        also_premarked: &[PageId],
+    ) -> PageMap {
+        Self::build_inner(db, Some((also, also_premarked)))
+    }
+
+    fn build_inner<'a, V: Visitor<'a>>(db: &'a Db, also: Option<(&mut V, &[PageId])>) -> PageMap {
         let n = db.addressable_pages() as usize;
         let meta = *db.meta();
         let mut map = PageMap {
@@ -146,7 +161,17 @@ impl PageMap {
         if meta.has_freelist_page() {
             map.read_freelist(db, meta.freelist, &mut premarked);
         }
-        walk(db, &premarked, &mut Mapper { map: &mut map, db });
+        let mut mapper = Mapper { map: &mut map, db };
+        match also {
+            None => walk(db, &premarked, &mut mapper),
+            Some((also, also_premarked)) if premarked == also_premarked => {
+                walk(db, &premarked, &mut Tee(&mut mapper, also));
+            }
+            Some((also, also_premarked)) => {
+                walk(db, &premarked, &mut mapper);
+                walk(db, also_premarked, also);
+            }
+        }
         if map.freelist_kind == FreelistKind::NotSynced {
             for p in 2..n {
                 map.free[p] = map.uses[p] == PageUse::Unreached;
