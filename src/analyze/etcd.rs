@@ -534,8 +534,8 @@ struct Pass {
     recent_bytes: u64,
 }
 
-fn key_pass<'a>(
-    db: &'a Db,
+fn key_pass(
+    db: &Db,
     first: i64,
     last: i64,
     edges: Vec<i64>,
