@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::etcd::compaction::{CompactionPlan, TombstoneAtRev};
 use crate::etcd::keyindex::{decode_entry, decode_entry_through_value};
+use crate::etcd::keymap::{self, KeyMap};
 use crate::etcd::meta::{EtcdMeta, Revisions, key_bucket};
 use crate::etcd::{META_BUCKET, Rules};
 use crate::format::element::LEAF_ELEMENT_SIZE;
@@ -496,29 +497,6 @@ fn progress_bar(opts: &EtcdOptions, len: u64) -> Option<indicatif::ProgressBar> 
     Some(pb)
 }
 
-/// Hashes user keys with XXH3: SipHash's flood resistance buys nothing on one's own file,
-/// and it was a tenth of the pass.
-#[derive(Default, Clone, Copy)]
-struct KeyHash(u64);
-
-impl std::hash::Hasher for KeyHash {
-    fn write(&mut self, b: &[u8]) {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(b, self.0);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.0 = self.0.rotate_left(29) ^ n as u64;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// User keys are copied in: comparing against a key borrowed from the map would read the
-/// page of the key's first revision again, a cache miss per entry.
-type KeyMap<V> = HashMap<Box<[u8]>, V, std::hash::BuildHasherDefault<KeyHash>>;
-
 /// The result of the one pass, before capacity planning.
 struct Pass {
     keys: KeyMap<KeyAcc>,
@@ -589,10 +567,7 @@ fn key_pass(
             band.bytes += bytes;
             band.tombstones += u64::from(rev.tombstone);
         }
-        let acc = match p.keys.get_mut(kv.key) {
-            Some(acc) => acc,
-            None => p.keys.entry(kv.key.into()).or_default(),
-        };
+        let acc = keymap::entry(&mut p.keys, kv.key);
         if acc.revisions > 0 && !acc.last_tombstone {
             // The previous put of this key goes once this revision is <= R.
             p.thresholds.add(Some(rev.main), acc.last_bytes);

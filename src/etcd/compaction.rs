@@ -13,11 +13,10 @@
 //!
 //! [`keeps`]: CompactionPlan::keeps
 
-use std::collections::HashMap;
-
 use crate::error::{Error, Result};
 use crate::reader::{Bucket, Db};
 
+use super::keymap::{self, KeyMap};
 use super::{KEY_BUCKET, KeyValue, META_BUCKET, RevisionKey};
 
 /// `meta` bucket keys written by compaction (etcd@v3.4 `mvcc/kvstore.go`).
@@ -56,22 +55,23 @@ pub struct CompactionPlan<'a> {
     pub rule: TombstoneAtRev,
     db: &'a Db,
     /// Per user key: its newest revision <= rev.
-    newest: HashMap<&'a [u8], RevisionKey>,
+    newest: KeyMap<RevisionKey>,
 }
 
 impl<'a> CompactionPlan<'a> {
     /// Pass 1. `rev` must be <= the current revision (checked by the caller).
     pub fn build(db: &'a Db, rev: i64, rule: TombstoneAtRev) -> Result<CompactionPlan<'a>> {
         let (key, _) = etcd_buckets(db)?;
-        let mut newest = HashMap::new();
+        let mut newest = KeyMap::default();
         for e in key.iter() {
             let e = e?;
             let r = RevisionKey::parse(e.key).map_err(|m| bad_entry(db, e.key, m))?;
             if r.main > rev {
                 break;
             }
-            let kv = KeyValue::decode(e.value).map_err(|m| bad_entry(db, e.value, m))?;
-            newest.insert(kv.key, r);
+            let kv =
+                KeyValue::decode_through_value(e.value).map_err(|m| bad_entry(db, e.value, m))?;
+            keymap::set(&mut newest, kv.key, r);
         }
         Ok(CompactionPlan {
             rev,
@@ -92,7 +92,7 @@ impl<'a> CompactionPlan<'a> {
         if r.main > self.rev {
             return Ok(true);
         }
-        let kv = KeyValue::decode(value).map_err(|m| bad_entry(self.db, value, m))?;
+        let kv = KeyValue::decode_through_value(value).map_err(|m| bad_entry(self.db, value, m))?;
         if self.newest.get(kv.key) != Some(&r) {
             return Ok(false);
         }

@@ -22,9 +22,10 @@
 //! - **`keep(at)`** then drops that revision when it is the tombstone of a non-last
 //!   generation (only possible under the newer rule, for a tombstone exactly at `at`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::error::{Error, Result};
+use crate::etcd::keymap::{self, KeyMap};
 use crate::etcd::meta::key_bucket;
 use crate::etcd::{KeyValue, RevisionKey, Rules};
 use crate::reader::Db;
@@ -59,7 +60,8 @@ impl KeyState {
 pub struct KeyIndex<'a> {
     at: i64,
     rules: Rules,
-    keys: HashMap<&'a [u8], KeyState>,
+    keys: KeyMap<KeyState>,
+    _borrows: std::marker::PhantomData<&'a [u8]>,
     /// Entries read from the `key` bucket (including tombstones the restore skipped).
     pub entries: u64,
 }
@@ -70,7 +72,8 @@ impl<'a> KeyIndex<'a> {
         KeyIndex {
             at,
             rules: *rules,
-            keys: HashMap::new(),
+            keys: KeyMap::default(),
+            _borrows: std::marker::PhantomData,
             entries: 0,
         }
     }
@@ -93,7 +96,7 @@ impl<'a> KeyIndex<'a> {
         let st = match self.keys.get_mut(key) {
             Some(st) => st,
             None if rev.tombstone && !self.rules.restore_lone_tombstone => return,
-            None => self.keys.entry(key).or_default(),
+            None => keymap::entry(&mut self.keys, key),
         };
         if rev.tombstone && !st.live && st.revisions > 0 {
             // `ki.tombstone` on an empty generation: ErrRevisionNotFound, ignored.

@@ -3,6 +3,7 @@
 pub mod compaction;
 pub mod hashkv;
 pub mod keyindex;
+pub mod keymap;
 pub mod kv;
 pub mod meta;
 pub mod revision;

@@ -6,7 +6,7 @@ use crate::format::PageId;
 use crate::format::bucket::{BucketHeader, inline_page};
 use crate::format::element::LeafElement;
 
-use super::db::Db;
+use super::db::{Db, ResidentBudget};
 use super::node::Node;
 
 /// A B+tree deeper than this is corrupt: at two keys a page it would hold 2^64 keys.
@@ -140,6 +140,7 @@ impl<'a> Bucket<'a> {
             root: Some(self.root),
             stack: Vec::new(),
             budget: Budget::for_db(self.db),
+            resident: ResidentBudget::new(self.db),
         }
     }
 
@@ -218,6 +219,7 @@ pub struct Cursor<'a> {
     root: Option<Root<'a>>,
     stack: Vec<(Node<'a>, usize)>,
     budget: Budget,
+    resident: ResidentBudget,
 }
 
 impl<'a> Cursor<'a> {
@@ -238,6 +240,7 @@ impl<'a> Cursor<'a> {
             ));
         }
         let node = self.db.node(id)?;
+        self.resident.read(self.db, node.view.bytes().len() as u64);
         self.stack.push((node, 0));
         Ok(())
     }

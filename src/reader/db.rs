@@ -52,11 +52,47 @@ impl PageRef<'_> {
     }
 }
 
+/// Bytes of pages one walk reads between two [`Db::release_mapped`] calls (the default
+/// of [`Db::set_resident_budget`]).
+pub const RELEASE_EVERY_BYTES: u64 = 16 << 20;
+
+/// Keeps a walk's resident set small: every page of a mapped file counts in the process's
+/// RSS once read, so a walk over a 1 GiB file would hold ~1 GiB (page cache, but mapped).
+/// A walk counts the bytes of the pages it reads, and every [`Db::resident_budget`] bytes
+/// the map's pages are let go: they stay in the page cache, and only the next touch of each
+/// costs a minor fault. With the kernel's fault-around (it maps up to 64 KiB around a fault)
+/// the resident set runs to a few times the budget.
+#[derive(Debug, Clone, Copy)]
+pub struct ResidentBudget {
+    read: u64,
+    every: u64,
+}
+
+impl ResidentBudget {
+    pub fn new(db: &Db) -> ResidentBudget {
+        ResidentBudget {
+            read: 0,
+            every: db.resident_budget(),
+        }
+    }
+
+    #[inline]
+    pub fn read(&mut self, db: &Db, bytes: u64) {
+        self.read += bytes;
+        if self.read >= self.every {
+            self.read = 0;
+            db.release_mapped();
+        }
+    }
+}
+
 pub struct Db {
     source: Source,
     page_size: u32,
     metas: [MetaSlot; 2],
     active: usize,
+    /// See [`ResidentBudget`]; `u64::MAX`: never release.
+    resident_budget: std::sync::atomic::AtomicU64,
 }
 
 impl Db {
@@ -130,6 +166,7 @@ impl Db {
             page_size,
             metas,
             active,
+            resident_budget: RELEASE_EVERY_BYTES.into(),
         })
     }
 
@@ -174,6 +211,27 @@ impl Db {
     /// per-page table, so a hostile `pgid` cannot make us allocate.
     pub fn addressable_pages(&self) -> u64 {
         self.hwm().min(self.file_pages())
+    }
+
+    /// Bytes a walk reads between releases of the map ([`ResidentBudget`]).
+    pub fn resident_budget(&self) -> u64 {
+        self.resident_budget
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `None`: walks keep every page they read mapped. Faster when several threads walk at
+    /// once (each release of the map interrupts them all); the resident set then grows to
+    /// what was read (page cache, not heap).
+    pub fn set_resident_budget(&self, every: Option<u64>) {
+        self.resident_budget.store(
+            every.unwrap_or(u64::MAX).max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Let go of the mapped pages read so far ([`Source::release`]); see [`ResidentBudget`].
+    pub fn release_mapped(&self) {
+        self.source.release();
     }
 
     /// Hint that page `id` is read soon ([`super::file::prefetch`]); out of range: nothing.

@@ -4,7 +4,7 @@
 use std::fs::{File, TryLockError};
 use std::path::Path;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 
 use crate::error::{Error, Result};
 
@@ -23,6 +23,22 @@ impl Source {
         match self {
             Source::Mapped { map, .. } => map,
             Source::Owned(v) => v,
+        }
+    }
+
+    /// Drop this process's page-table entries for the whole map (`MADV_DONTNEED`): the
+    /// pages read so far stop counting in its resident set. Their data stays in the page
+    /// cache; a later read faults the same bytes back in.
+    pub fn release(&self) {
+        if let Source::Mapped { map, .. } = self {
+            // SAFETY: what memmap2 guards against is DONTNEED on a private or written mapping,
+            // where it discards changes, so borrowed bytes could change under their
+            // borrowers. This map is shared, file-backed and read-only: madvise(2) says later
+            // accesses repopulate it "from the up-to-date contents of the underlying mapped
+            // file", which does not change while we read it (the same condition the map
+            // itself rests on, see `open_source`). Every live slice keeps its bytes.
+            // A failure only means the resident set stays as it was.
+            let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::format::element::{BranchElement, LeafElement};
 use crate::format::page::PageKind;
 
 use super::cursor::{Budget, MAX_TREE_DEPTH};
-use super::db::Db;
+use super::db::{Db, ResidentBudget};
 use super::node::Node;
 
 /// Deeper bucket nesting than this is reported, not followed (keeps recursion bounded).
@@ -113,6 +113,7 @@ pub fn walk<'a>(db: &'a Db, premarked: &[PageId], v: &mut impl Visitor<'a>) {
         next_bucket: 0,
         levels: 0,
         budget: Budget::for_db(db),
+        resident: ResidentBudget::new(db),
         stopped: false,
         v,
     };
@@ -140,6 +141,7 @@ struct Walker<'a, 'v, V> {
     next_bucket: usize,
     levels: usize,
     budget: Budget,
+    resident: ResidentBudget,
     /// The budget ran out: the walk unwinds without reading more.
     stopped: bool,
     v: &'v mut V,
@@ -255,6 +257,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             Ok(p) => p,
             Err(e) => return self.v.problem(e.into()),
         };
+        self.resident.read(db, page.data.len() as u64);
         if !self.mark(id, page.header.span()) {
             return;
         }
