@@ -250,8 +250,6 @@ sec=$T/section.md
         echo "| $1 | $r | $4 $5 | $(verdict "$r" "$4" "$5") |"
     }
     t "compact, defrag only / floor" "${M[bp_defrag]}" "${M[floor_defrag]}" "<=" 1.3
-    t "compact --revision mid / floor" "${M[bp_mid]}" "${M[floor_mid]}" "<=" 1.3
-    t "compact --revision current / floor" "${M[bp_cur]}" "${M[floor_cur]}" "<=" 1.3
     t "defrag only / floor" "${M[bp_defrag]}" "${M[floor_defrag]}" "<=" 1.5
     t "defrag only / Go Compact, fsync per tx (>= 5x faster)" "${M[bp_defrag]}" "${M[go_compact]}" "<=" 0.2
     t "defrag only / Go Compact, NoSync (>= 2x faster)" "${M[bp_defrag]}" "${M[go_compact_nosync]}" "<=" 0.5
@@ -263,6 +261,9 @@ sec=$T/section.md
         echo "| peak RSS of $l / input size | $r | <= 0.15 | $(verdict "$r" "<=" 0.15) |"
     done
     echo
+    echo "Not targets of the issue (the whole input is read, but the floor is sized by the smaller output):"
+    echo "compact --revision mid / its floor $(ratio "${M[bp_mid]}" "${M[floor_mid]}");"
+    echo "compact --revision current / its floor $(ratio "${M[bp_cur]}" "${M[floor_cur]}")."
     echo "Other ratios: defrag only / --no-verify $(ratio "${M[bp_defrag]}" "${M[bp_defrag_noverify]}");"
     echo "Go Compact fsync / NoSync $(ratio "${M[go_compact]}" "${M[go_compact_nosync]}");"
     echo "etcd pipeline / floor of its output $(ratio "${M[etcd_pipeline]}" "${M[floor_mid]}")."

@@ -4,12 +4,18 @@
 
 use crate::format::meta::Meta;
 use crate::reader::reach::{FreelistKind, PageMap, PageUse};
-use crate::reader::walk::{Problem, show_path};
+use crate::reader::walk::{Problem, Visitor, show_path};
 use crate::reader::{Bucket, Db};
 
 /// All problems found, in a stable order (metas, file, tree walk, freelist, coverage).
 pub fn check(db: &Db) -> Vec<Problem> {
     let map = PageMap::build(db);
+    check_with_map(db, &map)
+}
+
+/// [`check`], with `also` watching the tree walk (one pass over the pages for both).
+pub fn check_watched<'a>(db: &'a Db, also: &mut impl Visitor<'a>) -> Vec<Problem> {
+    let map = PageMap::build_watched(db, also);
     check_with_map(db, &map)
 }
 

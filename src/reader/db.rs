@@ -52,9 +52,11 @@ impl PageRef<'_> {
     }
 }
 
-/// Bytes of pages one walk reads between two [`Db::release_mapped`] calls (the default
-/// of [`Db::set_resident_budget`]).
+/// Bytes of pages one walk reads between two [`Db::release_mapped`] calls, at most (the
+/// default of [`Db::set_resident_budget`] is a 64th of the file, within these bounds).
 pub const RELEASE_EVERY_BYTES: u64 = 16 << 20;
+/// ... and at least.
+pub const RELEASE_EVERY_MIN_BYTES: u64 = 4 << 20;
 
 /// Keeps a walk's resident set small: every page of a mapped file counts in the process's
 /// RSS once read, so a walk over a 1 GiB file would hold ~1 GiB (page cache, but mapped).
@@ -166,7 +168,9 @@ impl Db {
             page_size,
             metas,
             active,
-            resident_budget: RELEASE_EVERY_BYTES.into(),
+            resident_budget: (size / 64)
+                .clamp(RELEASE_EVERY_MIN_BYTES, RELEASE_EVERY_BYTES)
+                .into(),
         })
     }
 

@@ -124,7 +124,7 @@ impl<'a> Visitor<'a> for Mapper<'_, '_> {
 
 impl PageMap {
     pub fn build(db: &Db) -> PageMap {
-        Self::build_inner(db, None::<(&mut (), &[PageId])>)
+        Self::build_inner(db, None::<(&mut (), Option<&[PageId]>)>)
     }
 
     /// Build the map while `also` watches the same walk, when `also` wants the same pages
@@ -135,10 +135,19 @@ impl PageMap {
         also: &mut impl Visitor<'a>,
         also_premarked: &[PageId],
     ) -> PageMap {
-        Self::build_inner(db, Some((also, also_premarked)))
+        Self::build_inner(db, Some((also, Some(also_premarked))))
     }
 
-    fn build_inner<'a, V: Visitor<'a>>(db: &'a Db, also: Option<(&mut V, &[PageId])>) -> PageMap {
+    /// Build the map while `also` watches the same walk, whatever the pages marked as
+    /// reached beforehand (a visitor that only reads entries, such as a content digest).
+    pub fn build_watched<'a>(db: &'a Db, also: &mut impl Visitor<'a>) -> PageMap {
+        Self::build_inner(db, Some((also, None)))
+    }
+
+    fn build_inner<'a, V: Visitor<'a>>(
+        db: &'a Db,
+        also: Option<(&mut V, Option<&[PageId]>)>,
+    ) -> PageMap {
         let n = db.addressable_pages() as usize;
         let meta = *db.meta();
         let mut map = PageMap {
@@ -164,10 +173,11 @@ impl PageMap {
         let mut mapper = Mapper { map: &mut map, db };
         match also {
             None => walk(db, &premarked, &mut mapper),
-            Some((also, also_premarked)) if premarked == also_premarked => {
+            Some((also, None)) => walk(db, &premarked, &mut Tee(&mut mapper, also)),
+            Some((also, Some(also_premarked))) if premarked == also_premarked => {
                 walk(db, &premarked, &mut Tee(&mut mapper, also));
             }
-            Some((also, also_premarked)) => {
+            Some((also, Some(also_premarked))) => {
                 walk(db, &premarked, &mut mapper);
                 walk(db, also_premarked, also);
             }

@@ -5,6 +5,7 @@
 //! The same code runs without bytes for `--dry-run`: the size it reports is exact.
 
 pub mod compact;
+pub mod digest;
 pub mod output;
 pub mod pages;
 pub mod tree;

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 const TMP_TAG: &str = ".boltpack-tmp-";
 
 /// How many bytes of the copy go out between two nudges of the write-behind thread.
-pub const WRITE_BEHIND_STEP: u64 = 32 << 20;
+pub const WRITE_BEHIND_STEP: u64 = 16 << 20;
 
 /// Write-behind: a thread that fdatasyncs `file` each time it is nudged, so the disk
 /// writes the copy while the copy is still being built and the final fsync only waits for
