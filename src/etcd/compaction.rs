@@ -45,6 +45,25 @@ fn etcd_buckets(db: &Db) -> Result<(Bucket<'_>, Bucket<'_>)> {
     }
 }
 
+/// Per user key, its newest revision among the entries from `entries` up to `last`.
+fn newest_up_to<'a>(
+    db: &'a Db,
+    entries: impl Iterator<Item = Result<crate::reader::Entry<'a>>>,
+    last: i64,
+) -> Result<KeyMap<RevisionKey>> {
+    let mut newest = KeyMap::default();
+    for e in entries {
+        let e = e?;
+        let r = RevisionKey::parse(e.key).map_err(|m| bad_entry(db, e.key, m))?;
+        if r.main > last {
+            break;
+        }
+        let kv = KeyValue::decode_through_value(e.value).map_err(|m| bad_entry(db, e.value, m))?;
+        keymap::set(&mut newest, kv.key, r);
+    }
+    Ok(newest)
+}
+
 fn bad_entry(db: &Db, at: &[u8], what: String) -> Error {
     let off = db.offset_of(at);
     Error::corrupt(db.page_at(off), off, format!("key bucket entry: {what}"))
@@ -59,20 +78,44 @@ pub struct CompactionPlan<'a> {
 }
 
 impl<'a> CompactionPlan<'a> {
-    /// Pass 1. `rev` must be <= the current revision (checked by the caller).
+    /// Pass 1. `rev` must be <= the current revision (checked by the caller). The entries
+    /// up to `rev` are read in two halves by revision, one per core; the later half's
+    /// newest revisions replace the earlier half's.
     pub fn build(db: &'a Db, rev: i64, rule: TombstoneAtRev) -> Result<CompactionPlan<'a>> {
         let (key, _) = etcd_buckets(db)?;
-        let mut newest = KeyMap::default();
-        for e in key.iter() {
-            let e = e?;
-            let r = RevisionKey::parse(e.key).map_err(|m| bad_entry(db, e.key, m))?;
-            if r.main > rev {
-                break;
+        let first = match key.iter().next() {
+            Some(e) => {
+                let e = e?;
+                RevisionKey::parse(e.key)
+                    .map_err(|m| bad_entry(db, e.key, m))?
+                    .main
             }
-            let kv =
-                KeyValue::decode_through_value(e.value).map_err(|m| bad_entry(db, e.value, m))?;
-            keymap::set(&mut newest, kv.key, r);
-        }
+            None => rev,
+        };
+        let split = first.saturating_add(rev.saturating_sub(first) / 2);
+        let newest = if split <= first {
+            newest_up_to(db, key.iter(), rev)?
+        } else {
+            let from = RevisionKey {
+                main: split,
+                sub: 0,
+                tombstone: false,
+            }
+            .to_bytes();
+            let (earlier, later) = std::thread::scope(|s| {
+                let later = s.spawn(|| newest_up_to(db, key.iter_from(&from)?, rev));
+                let earlier = newest_up_to(db, key.iter(), split - 1);
+                (
+                    earlier,
+                    later
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                )
+            });
+            let mut newest = earlier?;
+            newest.extend(later?);
+            newest
+        };
         Ok(CompactionPlan {
             rev,
             rule,

@@ -144,6 +144,13 @@ impl<'a> Bucket<'a> {
         }
     }
 
+    /// In-order iteration from the first entry whose key is >= `key`.
+    pub fn iter_from(&self, key: &[u8]) -> Result<Cursor<'a>> {
+        let mut c = self.iter();
+        c.seek(key)?;
+        Ok(c)
+    }
+
     /// The entry stored under `key`, by descending the tree (branch: greatest key <= `key`).
     pub fn get_entry(&self, key: &[u8]) -> Result<Option<Entry<'a>>> {
         let mut node = match self.root {
@@ -229,6 +236,55 @@ impl<'a> Cursor<'a> {
         Some((node.page, node.element_offset(idx.checked_sub(1)?)))
     }
 
+    /// Position on the first entry >= `key` (a fresh cursor only): at each branch, the
+    /// child whose range holds `key`; in the leaf, the first key not below it.
+    fn seek(&mut self, key: &[u8]) -> Result<()> {
+        match self.root.take() {
+            Some(Root::Inline(n)) => self.stack.push((n, 0)),
+            Some(Root::Page(id)) => self.push(id)?,
+            None => return Ok(()),
+        }
+        while let Some(&(node, _)) = self.stack.last() {
+            if node.is_leaf() {
+                let mut i = 0;
+                while i < node.count() && node.leaf(i)?.key < key {
+                    i += 1;
+                }
+                if let Some(top) = self.stack.last_mut() {
+                    top.1 = i;
+                }
+                return Ok(());
+            }
+            let mut c = 0;
+            while c + 1 < node.count() && node.branch(c + 1)?.key <= key {
+                c += 1;
+            }
+            if let Some(top) = self.stack.last_mut() {
+                top.1 = c + 1;
+            }
+            let child = self.child(node, c)?;
+            self.push(child)?;
+        }
+        Ok(())
+    }
+
+    /// The child that branch element `i` names, checked to be a page a tree can hold.
+    fn child(&self, node: Node<'a>, i: usize) -> Result<PageId> {
+        let child = node.branch(i)?.child;
+        // Located at the element: there is nothing to see at the page it names.
+        let hwm = self.db.hwm();
+        if child < 2 || child >= hwm {
+            return Err(Error::corrupt(
+                node.page,
+                node.element_offset(i) + 8,
+                format!(
+                    "branch element {i} points at page {child}, outside [2, high-water mark {hwm})"
+                ),
+            ));
+        }
+        Ok(child)
+    }
+
     fn push(&mut self, id: PageId) -> Result<()> {
         if self.stack.len() >= MAX_TREE_DEPTH
             || self.stack.iter().any(|(n, _)| !n.inline && n.page == id)
@@ -259,7 +315,7 @@ impl<'a> Cursor<'a> {
                 continue;
             }
             *idx += 1;
-            let (spent, child) = if node.is_leaf() {
+            let spent = if node.is_leaf() {
                 let e = node.leaf(i)?;
                 // The caller reads this key and value next; the next entry's sit further
                 // into the page, in lines not loaded yet.
@@ -269,10 +325,9 @@ impl<'a> Cursor<'a> {
                 if self.budget.spend(e.key.len().saturating_add(e.value.len())) {
                     return Ok(Some(e));
                 }
-                (false, 0)
+                false
             } else {
-                let e = node.branch(i)?;
-                (self.budget.spend(e.key.len()), e.child)
+                self.budget.spend(node.branch(i)?.key.len())
             };
             if !spent {
                 return Err(Error::corrupt(
@@ -281,17 +336,7 @@ impl<'a> Cursor<'a> {
                     Budget::exhausted(),
                 ));
             }
-            // Located at the element: there is nothing to see at the page it names.
-            let hwm = self.db.hwm();
-            if child < 2 || child >= hwm {
-                return Err(Error::corrupt(
-                    node.page,
-                    node.element_offset(i) + 8,
-                    format!(
-                        "branch element {i} points at page {child}, outside [2, high-water mark {hwm})"
-                    ),
-                ));
-            }
+            let child = self.child(node, i)?;
             // Children are read in order: ask for the memory of one a few ahead now.
             if let Ok(next) = node.branch(i + PREFETCH_AHEAD) {
                 self.db.prefetch_page(next.child);
@@ -366,4 +411,53 @@ where
     }
     *budget = cursor.budget;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OpenOptions;
+
+    fn fixture(path: &str) -> Db {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        Db::open(&p, OpenOptions { lock: false }).unwrap()
+    }
+
+    /// `iter_from(k)` yields exactly the entries of `iter()` whose key is >= k: for every
+    /// key, and for probes between, before and after them.
+    #[test]
+    fn iter_from_is_the_suffix_of_iter() {
+        for (file, bucket) in [
+            ("testdata/bbolt/flat.db", &b"flat"[..]),
+            ("testdata/bbolt/bigvalues.db", b"bigkeys"),
+            ("testdata/bbolt/bigvalues.db", b"keys"),
+            ("testdata/etcd/db", b"key"),
+            ("testdata/etcd/db", b"meta"),
+        ] {
+            let db = fixture(file);
+            let b = Bucket::root_of(&db).bucket(bucket).unwrap().unwrap();
+            let all: Vec<Vec<u8>> = b.iter().map(|e| e.unwrap().key.to_vec()).collect();
+            let mut probes: Vec<Vec<u8>> = vec![vec![], vec![0xff; 40]];
+            for k in all.iter().step_by(7) {
+                probes.push(k.clone());
+                let mut above = k.clone();
+                above.push(0);
+                probes.push(above);
+                probes.push(k[..k.len() - 1].to_vec());
+            }
+            for p in &probes {
+                let want: Vec<&Vec<u8>> = all
+                    .iter()
+                    .filter(|k| k.as_slice() >= p.as_slice())
+                    .collect();
+                let got: Vec<Vec<u8>> = b
+                    .iter_from(p)
+                    .unwrap()
+                    .map(|e| e.unwrap().key.to_vec())
+                    .collect();
+                assert_eq!(got.len(), want.len(), "{file} {bucket:?} from {p:?}");
+                assert!(got.iter().zip(&want).all(|(g, w)| g == *w));
+            }
+        }
+    }
 }

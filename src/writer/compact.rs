@@ -577,16 +577,13 @@ pub fn compact_file<'a>(
             Error::Io { path, source } if path.as_os_str() == "<output>" => io(source),
             e => e,
         })?;
-        let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
         // The sender went with `Counted`: the write-behind thread ends after its last sync.
-        write_behind
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            .map_err(io)?;
+        let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
         file.write_all_at(&w.metas, 0).map_err(io)?;
         let mut summary = w.summary;
-        // ...and the copy is re-read from the page cache while fsync takes it to disk:
-        // what is checked is what the kernel writes out. The rename waits for both.
+        // The copy is re-read from the page cache while the disk takes it (the write-behind's
+        // last sync, then ours): what is checked is what the kernel writes out. The rename
+        // waits for all three.
         let verified = w.digest.map(|expected| {
             if let Some(p) = progress {
                 p(Progress::Verifying);
@@ -598,10 +595,15 @@ pub fn compact_file<'a>(
             })
         });
         let synced = file.sync_all().map_err(io);
+        let behind = write_behind
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map_err(io);
         if let Some(v) = verified {
             joined(v)?;
             summary.verified = true;
         }
+        behind?;
         synced?;
         Ok(summary)
     })?;

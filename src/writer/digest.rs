@@ -8,6 +8,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
+use crate::format::bucket::BucketHeader;
 use crate::format::element::LeafElement;
 use crate::reader::node::Node;
 use crate::reader::walk::{BucketInfo, Visitor};
@@ -21,18 +22,23 @@ use super::compact::{Item, Transform, for_each_item};
 /// whole copy, and at SHA-256's speed the digests alone were ~40% of a verified compact.
 pub type ContentDigest = u128;
 
-/// One entry into the digest: tag, depth, key and value, each length-prefixed. The small
-/// parts go in as one piece: the streaming hasher pays per call.
+/// Keys up to this long go into the digest together with the fields around them.
+const SHORT_KEY: usize = 64;
+
+/// One entry into the digest: tag, depth, key and value, each length-prefixed (tag 1 byte,
+/// depth and lengths 8). The small parts go in as one piece: the streaming hasher pays
+/// per call.
 fn put(h: &mut Xxh3, tag: u8, depth: usize, a: &[u8], b: &[u8]) {
-    let mut head = [0u8; 17 + 8 + 64];
+    let mut head = [0u8; 1 + 8 + 8 + SHORT_KEY + 8];
     head[0] = tag;
     head[1..9].copy_from_slice(&(depth as u64).to_le_bytes());
     head[9..17].copy_from_slice(&(a.len() as u64).to_le_bytes());
     let blen = (b.len() as u64).to_le_bytes();
-    if a.len() <= 64 {
-        head[17..17 + a.len()].copy_from_slice(a);
-        head[17 + a.len()..25 + a.len()].copy_from_slice(&blen);
-        h.update(&head[..25 + a.len()]);
+    if a.len() <= SHORT_KEY {
+        let end = 17 + a.len();
+        head[17..end].copy_from_slice(a);
+        head[end..end + 8].copy_from_slice(&blen);
+        h.update(&head[..end + 8]);
     } else {
         h.update(&head[..17]);
         h.update(a);
@@ -90,14 +96,14 @@ pub fn content_digest(db: &Db) -> Result<ContentDigest> {
 
 /// [`content_digest`] taken by watching a tree walk: the walk visits every bucket's
 /// entries depth-first in key order, each sub-bucket right after its element, as
-/// [`visit_all`] does.
-struct DigestVisitor {
-    h: Xxh3,
+/// [`visit_all`] does. The hashing is done by the feed's thread.
+struct DigestVisitor<'a> {
+    feed: DigestFeed<'a>,
     /// Nesting of each bucket the walk announced, by index.
     depth: Vec<usize>,
 }
 
-impl<'a> Visitor<'a> for DigestVisitor {
+impl<'a> Visitor<'a> for DigestVisitor<'a> {
     fn bucket(&mut self, b: &BucketInfo<'a>) {
         if self.depth.len() <= b.index {
             self.depth.resize(b.index + 1, 0);
@@ -108,30 +114,38 @@ impl<'a> Visitor<'a> for DigestVisitor {
     fn entry(&mut self, bucket: usize, _: &Node<'a>, e: &LeafElement<'a>) {
         let depth = self.depth.get(bucket).copied().unwrap_or(0);
         if e.is_bucket() {
-            // The sequence sits after the root page id in the bucket header (bucket.go).
-            let seq = e.value.get(8..16).unwrap_or(&[0; 8]);
-            put(&mut self.h, b'B', depth, e.key, seq);
+            // A bad header is the check's to report; the digest then differs anyway.
+            let seq = BucketHeader::parse(e.value).map_or(0, |h| h.sequence);
+            self.feed.push(DigestRec::Bucket(depth, e.key, seq));
         } else {
-            put(&mut self.h, b'K', depth, e.key, e.value);
+            self.feed.push(DigestRec::Entry(depth, e.key, e.value));
         }
     }
 }
 
 /// Re-read a written copy: structure clean, content as expected. One walk does both: the
-/// structural check watched by the content digest.
+/// structural check, watched by the content digest (hashed on the other core).
 pub fn verify(copy: &Db, expected: &ContentDigest) -> Result<()> {
-    let mut digest = DigestVisitor {
-        h: Xxh3::new(),
-        depth: Vec::new(),
-    };
-    let problems = crate::check::check_watched(copy, &mut digest);
+    let (problems, digest) = std::thread::scope(|s| {
+        let (feed, digest) = DigestFeed::spawn(s);
+        let mut v = DigestVisitor {
+            feed,
+            depth: Vec::new(),
+        };
+        let problems = crate::check::check_watched(copy, &mut v);
+        drop(v);
+        let digest = digest
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (problems, digest)
+    });
     if let Some(p) = problems.first() {
         return Err(Error::Verify(format!(
             "{} problems, the first: {p}",
             problems.len()
         )));
     }
-    if digest.h.digest128() != *expected {
+    if digest? != *expected {
         return Err(Error::Verify(
             "its content differs from the source's".into(),
         ));
