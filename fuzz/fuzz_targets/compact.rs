@@ -3,11 +3,14 @@
 //! (`content_digest(copy) == expected_digest(source)`). The writer must never silently turn
 //! a readable source into a broken file. The input's length picks one of three output
 //! layouts (the source's, 1 KiB pages with a freelist page, 0.5 fill without one).
+//! The digest the writer takes on the way equals `expected_digest`, `verify` (the check
+//! watched by the digest) accepts the copy, and the plan-only pass gives the same size.
 #![no_main]
 
 use boltpack::Db;
 use boltpack::writer::compact::{
-    CompactOptions, FreelistMode, Transform, compact_to_vec, content_digest, expected_digest,
+    CompactOptions, Copying, FreelistMode, Transform, compact_to_vec, content_digest,
+    copy_through, expected_digest, plan_copy, verify,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -43,4 +46,13 @@ fuzz_target!(|data: &[u8]| {
         expected,
         "the copy's content differs from the source's"
     );
+    let how = Copying {
+        plan_only: false,
+        digest: true,
+    };
+    let w = copy_through(&db, &opts, &t, Vec::new(), how).expect("the copy was written once");
+    assert_eq!(w.digest, Some(expected), "the writer's digest");
+    verify(&copy, &expected).expect("verify accepts the copy");
+    let plan = plan_copy(&db, &opts, &t).expect("the writer planned it once");
+    assert_eq!(plan.dst_size, summary.dst_size, "plan-only size");
 });

@@ -8,6 +8,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(kv) = KeyValue::decode(data) {
         assert!(kv.key.len() + kv.value.len() <= data.len());
     }
+    if let Ok(kv) = KeyValue::decode_through_value(data) {
+        assert!(kv.key.len() + kv.value.len() <= data.len());
+    }
     if let Ok(r) = RevisionKey::parse(data) {
         assert_eq!(&r.to_bytes()[..], &data[..17]);
     }

@@ -1,4 +1,5 @@
-//! A whole file: open, map the pages, check, visit every entry, gather info, list pages.
+//! A whole file: open, map the pages, check, visit every entry, gather info, list pages,
+//! seek into the top-level buckets, and analyze (the etcd part when it has `key` and `meta`).
 #![no_main]
 
 use boltpack::Db;
@@ -23,4 +24,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = info.render();
     let lines = page_lines(&db, &map);
     let _ = render_page_lines(&lines);
+    if let Ok(Some(b)) = Bucket::root_of(&db).bucket(b"key") {
+        for probe in [&data[..data.len().min(17)], b"", &[0xff; 18]] {
+            if let Ok(c) = b.iter_from(probe) {
+                for e in c.take(10_000) {
+                    if e.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = boltpack::analyze::Analysis::gather_with(&db, &Default::default());
 });
