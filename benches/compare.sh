@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # benches/compare.sh [--size MIB] [--runs N] [--keep] [--no-write]
 #
-# One run on one machine, everything local (etcd on 127.0.0.1 only):
+# One run on one machine, everything local (etcd on 127.0.0.1 only). Missing
+# peers are installed from Debian's packages (as root), boltpeer is built in
+# GOPATH mode against the packaged bbolt 1.3.6, boltpack in release mode. Then it
 #   1. generates an etcd-3.4-schema db of ~MIB MiB (default 1024) with the
 #      real Go bbolt: `boltpeer gen-etcd MIB` (tests/peer/boltpeer/genetcd.go);
 #   2. times (median of N runs, default 3):
@@ -49,9 +51,21 @@ cd "$repo"
 log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-if [ ! -x /usr/bin/time ]; then
-    log "installing GNU time"
-    apt-get install -y time >/dev/null || die "apt-get install time failed"
+# The peers, from Debian's packages (as .ci/run installs them): Go and the real bbolt
+# 1.3.6 source for boltpeer, etcd and etcdctl 3.4, and GNU time.
+need=()
+[ -x /usr/bin/time ] || need+=(time)
+command -v go >/dev/null || need+=(golang-go)
+[ -d /usr/share/gocode/src/go.etcd.io/bbolt ] || [ -d /usr/share/gocode/src/github.com/coreos/bbolt ] ||
+    need+=(golang-github-coreos-bbolt-dev)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "missing ${need[*]}: install them (apt-get) or run as root"
+    log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq "${need[@]}"; } >/dev/null ||
+        die "apt-get install ${need[*]} failed"
 fi
 for c in go etcd etcdctl cargo; do
     command -v "$c" >/dev/null || die "$c not installed"
