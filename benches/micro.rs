@@ -2,11 +2,17 @@
 //! - `page_parse`: every page header below the high-water mark, and every leaf/branch
 //!   element of the tree pages (`PageHeader::parse`, `NodeView::leaf` / `branch`);
 //! - `bucket_walk`: the in-order cursor walk over every bucket, key and value (`visit_all`);
-//! - `kv_decode`: `mvccpb.KeyValue` decoding of every value of the `key` bucket;
+//! - `kv_decode`: `mvccpb.KeyValue` decoding of every value of the `key` bucket, whole and
+//!   through the value only (what the passes over every revision use);
 //! - `tree_builder`: the writer's bottom-up leaf/branch builder (`TreeBuilder` into a
 //!   `PageSink` over `io::sink()`), on synthetic etcd-shaped entries (17-byte revision
 //!   keys; values of 100 B, 1 KiB and 3 KiB);
-//! - `compact_plan`: the whole writer on the db into `io::sink()` (what `--dry-run` does).
+//! - `tree_pages`: the same builder counting pages from element lengths only (how
+//!   `analyze` sizes its compaction candidates);
+//! - `compact_plan`: the whole writer on the db into `io::sink()` building every page, and
+//!   `plan_copy` allocating page ids only (what `--dry-run` does);
+//! - `verify`: the structural check of the db watched by the content digest (how
+//!   `compact` re-reads its copy).
 //!
 //! Input: the db named by `BOLTPACK_BENCH_DB`, by default the committed etcd fixture
 //! `testdata/etcd/db`. For an etcd-shaped file of any size:
@@ -19,9 +25,11 @@ use std::sync::OnceLock;
 use boltpack::format::element::NodeView;
 use boltpack::format::page::{PageHeader, PageKind};
 use boltpack::reader::visit_all;
-use boltpack::writer::compact::{CompactOptions, Transform, compact_to};
+use boltpack::writer::compact::{
+    CompactOptions, Transform, compact_to, content_digest, plan_copy, verify,
+};
 use boltpack::writer::pages::{LeafItem, PageSink};
-use boltpack::writer::tree::TreeBuilder;
+use boltpack::writer::tree::{ElementLen, TreeBuilder, tree_pages};
 use boltpack::{Bucket, Db, OpenOptions};
 use divan::{Bencher, black_box};
 
@@ -119,6 +127,21 @@ fn kv_decode(b: Bencher) {
         });
 }
 
+#[divan::bench]
+fn kv_decode_through_value(b: Bencher) {
+    let vals = key_values();
+    b.counter(divan::counter::ItemsCount::new(vals.len()))
+        .bench(|| {
+            let mut sum = 0usize;
+            for v in vals {
+                if let Ok(kv) = boltpack::etcd::KeyValue::decode_through_value(black_box(v)) {
+                    sum = sum.wrapping_add(kv.key.len() ^ kv.value.len());
+                }
+            }
+            black_box(sum)
+        });
+}
+
 /// 100 000 etcd-shaped entries: 17-byte revision keys, values of `len` bytes.
 fn entries(len: usize) -> (Vec<[u8; 17]>, Vec<u8>) {
     let keys = (0..100_000u64)
@@ -153,6 +176,36 @@ fn tree_builder(b: Bencher, len: usize) {
             }
             black_box(tree.finish(&mut sink).expect("finish"))
         });
+}
+
+#[divan::bench(args = [100, 1024, 3072])]
+fn tree_pages_counted(b: Bencher, len: usize) {
+    let lens = vec![
+        ElementLen {
+            key: 17,
+            value: len as u32,
+        };
+        100_000
+    ];
+    b.counter(divan::counter::ItemsCount::new(lens.len()))
+        .bench(|| black_box(tree_pages(4096, 4096, lens.iter().copied())));
+}
+
+#[divan::bench]
+fn plan_only(b: Bencher) {
+    let db = db();
+    let t = Transform::default();
+    let opts = CompactOptions::default();
+    b.counter(divan::counter::BytesCount::new(db.file_size()))
+        .bench(|| black_box(plan_copy(db, &opts, &t).expect("plan").dst_pages));
+}
+
+#[divan::bench]
+fn verify_walk(b: Bencher) {
+    let db = db();
+    let digest = content_digest(db).expect("digest");
+    b.counter(divan::counter::BytesCount::new(db.file_size()))
+        .bench(|| verify(db, &digest).expect("the bench db verifies"));
 }
 
 #[divan::bench]
