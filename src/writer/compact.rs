@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -470,7 +470,7 @@ fn copy_with<'a, W: Write>(
     drop(w.digest.take());
     Ok(Written {
         digest: None,
-        out: w.sink.into_inner(),
+        out: w.sink.finish().map_err(write_err)?,
         metas,
         summary,
     })
@@ -567,18 +567,23 @@ pub fn compact_file<'a>(
             nudged: 0,
             write_behind: Some(nudge),
         };
-        let buffered = BufWriter::with_capacity(8 << 20, counted);
+
         let how = Copying {
             plan_only: false,
             digest: check_output,
         };
         // Name the temp file in write errors (a full disk shows up here).
-        let w = copy_through(db, opts, t, buffered, how).map_err(|e| match e {
+        let w = copy_through(db, opts, t, counted, how).map_err(|e| match e {
             Error::Io { path, source } if path.as_os_str() == "<output>" => io(source),
             e => e,
         })?;
-        // The sender went with `Counted`: the write-behind thread ends after its last sync.
-        let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
+        // Dropping the sender ends the write-behind thread after its last sync.
+        let Counted {
+            inner: file,
+            write_behind: nudge,
+            ..
+        } = w.out;
+        drop(nudge);
         file.write_all_at(&w.metas, 0).map_err(io)?;
         let mut summary = w.summary;
         // The copy is re-read from the page cache while the disk takes it (the write-behind's

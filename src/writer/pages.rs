@@ -122,13 +122,17 @@ pub fn meta_page(id: PageId, m: &MetaFields) -> Vec<u8> {
     b
 }
 
-/// Pages go out in id order through one buffered writer.
+/// How many bytes of page images [`PageSink`] gathers before one `write` to its output.
+pub const SINK_BUFFER: usize = 8 << 20;
+
+/// Pages go out in id order. Their images are built in place in one buffer, which goes to
+/// `out` in one `write` when full: no copy between building and writing.
 pub struct PageSink<W: Write> {
     out: W,
     page_size: usize,
     next: PageId,
-    scratch: Vec<u8>,
-    /// Bytes handed to `out` so far (allocated, when planning).
+    buf: Vec<u8>,
+    /// Bytes of page images made so far (allocated, when planning).
     pub written: u64,
     /// Allocate page ids only: no images are built or written (exact sizes, at the cost
     /// of walking the source).
@@ -142,7 +146,7 @@ impl<W: Write> PageSink<W> {
             out,
             page_size: page_size as usize,
             next: first,
-            scratch: Vec::new(),
+            buf: Vec::new(),
             written: 0,
             plan_only: false,
         }
@@ -167,10 +171,16 @@ impl<W: Write> PageSink<W> {
         let len = span * self.page_size;
         let id = self.next;
         if !self.plan_only {
-            self.scratch.clear();
-            self.scratch.resize(len, 0);
-            fill(&mut self.scratch, id, (span - 1) as u32);
-            self.out.write_all(&self.scratch)?;
+            if self.buf.len() + len > SINK_BUFFER && !self.buf.is_empty() {
+                self.out.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(SINK_BUFFER.max(len));
+            }
+            let at = self.buf.len();
+            self.buf.resize(at + len, 0);
+            fill(&mut self.buf[at..], id, (span - 1) as u32);
         }
         self.next += span as u64;
         self.written += len as u64;
@@ -186,8 +196,12 @@ impl<W: Write> PageSink<W> {
         self.next - 1
     }
 
-    pub fn into_inner(self) -> W {
-        self.out
+    /// Write out what is still buffered; returns the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+        }
+        Ok(self.out)
     }
 }
 

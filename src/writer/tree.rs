@@ -323,7 +323,7 @@ mod tests {
         .unwrap();
         let root = r.finish(&mut sink).unwrap();
         let pgid = sink.next_id();
-        let body = sink.into_inner();
+        let body = sink.finish().unwrap();
         let m = super::super::pages::MetaFields {
             page_size: ps,
             root,
