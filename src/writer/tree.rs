@@ -137,17 +137,32 @@ fn pages(size: usize, page_size: usize) -> usize {
 /// Normally when it would pass the fill threshold. But once a node overflows anyway (large
 /// keys or values), joining wins when the two together need strictly fewer pages than
 /// apart: overflow tails are otherwise wasted. Nodes stay under `MAX_JOINED_PAGES`.
+///
+/// At fill 1.0 (the default) a node also takes the next element when closing it now would
+/// leave more than an eighth of its last page empty, up to `MAX_PACKED_PAGES`: values of a
+/// few KiB (Kubernetes objects) otherwise take a page each and leave a third of it empty.
+/// A bbolt node may span pages with any number of elements (it overflows); small elements
+/// never get here, since a full page then has less than an eighth left.
 fn starts_new_node(cur: usize, s: usize, threshold: usize, page_size: usize) -> bool {
     if cur + s <= threshold {
         return false;
     }
     let joined = pages(cur + s, page_size);
     let apart = pages(cur, page_size) + pages(PAGE_HEADER_SIZE + s, page_size);
-    joined >= apart || joined > MAX_JOINED_PAGES
+    if joined < apart && joined <= MAX_JOINED_PAGES {
+        return false;
+    }
+    let left_empty = pages(cur, page_size) * page_size - cur;
+    let packs = threshold >= page_size && left_empty > page_size / 8 && joined <= MAX_PACKED_PAGES;
+    !packs
 }
 
 /// Upper bound on a node built by joining oversized elements.
 const MAX_JOINED_PAGES: usize = 64;
+
+/// Upper bound on a node that takes elements to fill its last page (32 KiB at 4 KiB pages:
+/// a later write to it by bbolt copies no more than that).
+const MAX_PACKED_PAGES: usize = 8;
 
 pub struct TreeBuilder<'a, N: Nodes<'a>> {
     threshold: usize,
