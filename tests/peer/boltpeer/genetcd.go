@@ -520,25 +520,3 @@ func sortRevs(rs []genRev) {
 		copy(rs, tmp)
 	}
 }
-
-// cmdCompactNoSync is cmdCompact with the destination opened with NoSync:
-// the same bolt.Compact, without the fsync of each transaction.
-func cmdCompactNoSync(srcPath, dstPath string, txMaxSize int64) {
-	if fi, err := os.Stat(dstPath); err == nil && fi.Size() != 0 {
-		die("%s exists and is not empty", dstPath)
-	}
-	src := openRO(srcPath)
-	defer src.Close()
-	dst, err := bolt.Open(dstPath, 0600, &bolt.Options{NoSync: true})
-	must(err)
-	if err := bolt.Compact(dst, src, txMaxSize); err != nil {
-		dst.Close()
-		die("compact: %v", err)
-	}
-	must(dst.Close())
-	si, err := os.Stat(srcPath)
-	must(err)
-	di, err := os.Stat(dstPath)
-	must(err)
-	fmt.Printf("{\"src_size\":%d,\"dst_size\":%d}\n", si.Size(), di.Size())
-}

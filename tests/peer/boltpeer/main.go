@@ -107,11 +107,11 @@ func main() {
 			}
 			txMax = v
 		}
+		var dstOpts *bolt.Options
 		if os.Args[1] == "compact-nosync" {
-			cmdCompactNoSync(args[0], args[1], txMax)
-		} else {
-			cmdCompact(args[0], args[1], txMax)
+			dstOpts = &bolt.Options{NoSync: true}
 		}
+		cmdCompact(args[0], args[1], txMax, dstOpts)
 	case "gen-etcd":
 		if len(args) != 2 {
 			usage()
@@ -460,13 +460,15 @@ func cmdMeta(path string) {
 // bbolt 1.3.6 exports bolt.Compact(dst, src, txMaxSize) (compact.go), which
 // the CLI calls after opening src and opening dst with default options
 // (nil). Compact itself sets FillPercent = 1.0 on every bucket it writes.
-func cmdCompact(srcPath, dstPath string, txMaxSize int64) {
+// `compact-nosync` passes &bolt.Options{NoSync: true}: the same Compact,
+// without the fsync of each transaction.
+func cmdCompact(srcPath, dstPath string, txMaxSize int64, dstOpts *bolt.Options) {
 	if fi, err := os.Stat(dstPath); err == nil && fi.Size() != 0 {
 		die("%s exists and is not empty", dstPath)
 	}
 	src := openRO(srcPath)
 	defer src.Close()
-	dst, err := bolt.Open(dstPath, 0600, nil)
+	dst, err := bolt.Open(dstPath, 0600, dstOpts)
 	must(err)
 	if err := bolt.Compact(dst, src, txMaxSize); err != nil {
 		dst.Close()
