@@ -311,11 +311,7 @@ fn data_dir_trial() -> Trial {
 
 fn main() {
     let args = Arguments::from_args();
-    let go = if args.list {
-        Ok(PathBuf::new())
-    } else {
-        boltpeer()
-    };
+    let go = boltpeer_unless_listing(&args);
     let mut files: Vec<(String, PathBuf)> = bbolt_fixtures();
     files.push(("etcd-db".into(), repo().join("testdata/etcd/db")));
     files.push((

@@ -195,11 +195,7 @@ fn etcd_version() -> Result<String, String> {
 
 fn main() {
     let args = Arguments::from_args();
-    let go = if args.list {
-        Ok(PathBuf::new())
-    } else {
-        boltpeer()
-    };
+    let go = boltpeer_unless_listing(&args);
     let etcd = etcd_version();
     let trials = vec![
         Trial::test("live_go::gen_etcd_check_compact", check_compact)

@@ -335,11 +335,7 @@ fn main() {
     }
     trials.extend(etcd_committed_trials());
 
-    let go = if args.list {
-        Ok(PathBuf::new())
-    } else {
-        boltpeer()
-    };
+    let go = boltpeer_unless_listing(&args);
     let etcd = etcd_available();
     let mut live = Vec::new();
     for (name, db) in &fixtures {

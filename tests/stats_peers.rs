@@ -280,11 +280,7 @@ fn main() {
         ));
     }
 
-    let go = if args.list {
-        Ok(PathBuf::new())
-    } else {
-        boltpeer()
-    };
+    let go = boltpeer_unless_listing(&args);
     let mut live = Vec::new();
     for (name, db) in &fixtures {
         live.push(live_committed_trial(name, db.clone()));

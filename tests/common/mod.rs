@@ -86,6 +86,15 @@ pub fn boltpeer() -> Result<PathBuf, String> {
     PEER.get_or_init(build_boltpeer).clone()
 }
 
+/// [`boltpeer`] for a harness run; listing the tests (`--list`) builds nothing.
+pub fn boltpeer_unless_listing(args: &libtest_mimic::Arguments) -> Result<PathBuf, String> {
+    if args.list {
+        Ok(PathBuf::new())
+    } else {
+        boltpeer()
+    }
+}
+
 fn build_boltpeer() -> Result<PathBuf, String> {
     let bbolt_src = Path::new("/usr/share/gocode/src/go.etcd.io/bbolt");
     if !bbolt_src.exists() {
