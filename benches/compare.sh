@@ -237,6 +237,9 @@ heap() { awk -F'\t' -v l="$1" '$1 == l {print $2}' "$HEAP" | sed -n 1p; }
 s() { awk -v u="$1" 'BEGIN {printf "%.3f", u / 1e6}'; }
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+kmib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }                                # KiB as MiB
+kpct() { awk -v k="$1" -v b="$src_bytes" 'BEGIN {printf "%.1f", 100 * k * 1024 / b}'; }    # KiB as % of the input
+kfrac() { awk -v k="$1" -v b="$src_bytes" 'BEGIN {printf "%.3f", k * 1024 / b}'; }         # KiB / input size
 verdict() { # VALUE OP LIMIT
     awk -v v="$1" -v o="$2" -v l="$3" 'BEGIN {ok = (o == "<=") ? (v <= l) : (v >= l); print ok ? "met" : "**missed**"}'
 }
@@ -289,11 +292,11 @@ sec=$T/section.md
         cat) d="cat DB > /dev/null (page cache)" ;;
         esac
         if [ -n "${H[$l]}" ]; then
-            hp="$(awk -v k="${H[$l]}" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v k="${H[$l]}" -v b="$src_bytes" 'BEGIN {printf "%.1f", 100 * k * 1024 / b}')"
+            hp="$(kmib "${H[$l]}") | $(kpct "${H[$l]}")"
         else
             hp="– | –"
         fi
-        echo "| $d | $(s "${M[$l]}") | $(awk -v k="${R[$l]}" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v k="${R[$l]}" -v b="$src_bytes" 'BEGIN {printf "%.1f", 100 * k * 1024 / b}') | $hp |"
+        echo "| $d | $(s "${M[$l]}") | $(kmib "${R[$l]}") | $(kpct "${R[$l]}") | $hp |"
     done
     echo
     echo "| target | ratio (boltpack / other) | limit | |"
@@ -310,13 +313,11 @@ sec=$T/section.md
     t "defrag only / etcdctl defrag --data-dir (>= 4x faster)" "${M[bp_defrag]}" "${M[etcd_defrag]}" "<=" 0.25
     t "compact --revision mid / etcd pipeline (>= 15x faster)" "${M[bp_mid]}" "${M[etcd_pipeline]}" "<=" 0.0667
     t "analyze / cat (page cache)" "${M[bp_analyze]}" "${M[cat]}" "<=" 2
-    for l in bp_defrag bp_mid bp_cur; do
-        r=$(awk -v k="${H[$l]}" -v b="$src_bytes" 'BEGIN {printf "%.3f", k * 1024 / b}')
-        echo "| peak heap (RssAnon) of $l / input size | $r | <= 0.15 | $(verdict "$r" "<=" 0.15) |"
-    done
-    for l in bp_defrag bp_mid bp_cur; do
-        r=$(awk -v k="${R[$l]}" -v b="$src_bytes" 'BEGIN {printf "%.3f", k * 1024 / b}')
-        echo "| peak RSS incl. the mapped file (stricter than the target) of $l / input size | $r | <= 0.15 | $(verdict "$r" "<=" 0.15) |"
+    for what in "peak heap (RssAnon)" "peak RSS incl. the mapped file (stricter than the target)"; do
+        for l in bp_defrag bp_mid bp_cur; do
+            if [ "$what" = "peak heap (RssAnon)" ]; then r=$(kfrac "${H[$l]}"); else r=$(kfrac "${R[$l]}"); fi
+            echo "| $what of $l / input size | $r | <= 0.15 | $(verdict "$r" "<=" 0.15) |"
+        done
     done
     echo
     echo "Not targets of the issue (the whole input is read, but the floor is sized by the smaller output):"
