@@ -547,7 +547,7 @@ fn key_pass(
     for e in key_bucket(db)?.iter() {
         let e = e?;
         let (rev, kv) = decode_entry_through_value(db, e.key, e.value, e.is_bucket())?;
-        if p.layout.last().is_some() && prev_key.is_some_and(|k| e.key <= k) {
+        if prev_key.is_some_and(|k| e.key <= k) {
             p.ordered = false;
         }
         prev_key = Some(e.key);
@@ -648,23 +648,27 @@ fn layout_plan(
 ) -> Result<Option<CompactSummary>> {
     let opts = CompactOptions::default();
     let page_size = db.page_size();
-    let kept = || {
-        pass.layout
-            .iter()
-            .filter(move |e| c.is_none_or(|c| e.gone_at as usize > c))
-            .map(|e| e.len)
-    };
-    let (mut keys, mut image) = (0u64, PAGE_HEADER_SIZE);
-    for l in kept() {
-        keys += 1;
-        image += LEAF_ELEMENT_SIZE + l.key as usize + l.value as usize;
+    if !pass.ordered {
+        return Ok(None);
     }
-    if !pass.ordered || image <= inline_max(page_size) {
+    // One pass over the layout: the pages, and the leaf image size for the inline rule.
+    let (mut keys, mut image) = (0u64, PAGE_HEADER_SIZE);
+    let kept = pass
+        .layout
+        .iter()
+        .filter(|e| c.is_none_or(|c| e.gone_at as usize > c))
+        .map(|e| e.len)
+        .inspect(|l| {
+            keys += 1;
+            image += LEAF_ELEMENT_SIZE + l.key as usize + l.value as usize;
+        });
+    let pages = tree_pages(opts.fill_threshold(page_size), page_size as usize, kept);
+    if image <= inline_max(page_size) {
         return Ok(None);
     }
     let mut t = Transform {
         presized_key_bucket: Some(Presized {
-            pages: tree_pages(opts.fill_threshold(page_size), page_size as usize, kept()),
+            pages,
             keys,
             dropped: pass.layout.len() as u64 - keys,
         }),
