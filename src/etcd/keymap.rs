@@ -35,7 +35,9 @@ pub type KeyMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<KeyHash>>;
 
 /// The entry for `key`, copying the key in only when it is new.
 pub fn entry<'m, V: Default>(map: &'m mut KeyMap<V>, key: &[u8]) -> &'m mut V {
-    // Two probes for a new key, one (and no copy) for a known one: most are known.
+    // A known key (most are) is found twice and never copied: returning the first lookup's
+    // borrow from one branch and inserting in the other is what the borrow checker refuses
+    // (std has no `entry` by reference). The second lookup hits lines the first loaded.
     if map.contains_key(key) {
         return map.get_mut(key).expect("just found");
     }

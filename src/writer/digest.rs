@@ -47,7 +47,9 @@ fn put(h: &mut Xxh3, tag: u8, depth: usize, a: &[u8], b: &[u8]) {
     h.update(b);
 }
 
-/// Digest of what the copy must hold: the source through the transform.
+/// Digest of what the copy must hold: the source through the transform, by a walk of its
+/// own. `compact` takes the same digest from the writer's items instead; this separate
+/// walk is the reference that tests and the `compact` fuzz target hold it to.
 pub fn expected_digest<'a>(db: &'a Db, t: &'a Transform<'a>) -> Result<ContentDigest> {
     fn rec<'a>(
         t: &'a Transform<'a>,
@@ -75,7 +77,9 @@ pub fn expected_digest<'a>(db: &'a Db, t: &'a Transform<'a>) -> Result<ContentDi
     Ok(h.digest128())
 }
 
-/// Digest of what a db holds (every bucket, sequence, key and value; not the layout).
+/// Digest of what a db holds (every bucket, sequence, key and value; not the layout), by
+/// the cursor walk. [`verify`] takes it by watching the checking walk instead; this one is
+/// the reference that tests and the `compact` fuzz target hold that to.
 pub fn content_digest(db: &Db) -> Result<ContentDigest> {
     let mut h = Xxh3::new();
     visit_all(Bucket::root_of(db), &mut Vec::new(), &mut |path, e, sub| {
