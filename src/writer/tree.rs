@@ -440,6 +440,21 @@ mod tests {
         }
     }
 
+    /// At fill 1.0 values of a few KiB share multi-page nodes instead of a page each; at a
+    /// lower fill, and for small values, nodes stay one page.
+    #[test]
+    fn few_kib_values_pack_at_full_fill_only() {
+        let elems = |n: usize, v: u32| (0..n).map(move |_| ElementLen { key: 17, value: v });
+        // 64 elements of 2733 bytes: a page each is 64 leaves + a root (65). Packed, 11 go in
+        // 8 pages (a 12th would make 9): 6 nodes, 47 pages, + the root.
+        assert_eq!(tree_pages(4096, 4096, elems(64, 2700)), 48);
+        // At fill 0.9 no packing: a page each.
+        assert_eq!(tree_pages(3686, 4096, elems(64, 2700)), 65);
+        // 133-byte elements: 30 fill a page with 90 bytes left (< 1/8), so 334 one-page
+        // leaves, 3 branch pages of up to 123 children, and a root: 338.
+        assert_eq!(tree_pages(4096, 4096, elems(10_000, 100)), 338);
+    }
+
     #[test]
     fn branch_keys_larger_than_a_page_converge() {
         let ps = 4096usize;
