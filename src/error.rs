@@ -20,6 +20,23 @@ pub enum Error {
         path.display()
     )]
     Locked { path: PathBuf },
+    /// A file boltpack would replace (an output, a member's db) is held for writing by a
+    /// running process. No flag overrides this. Exit 4, like [`Error::Locked`].
+    #[error(
+        "{}: the file is locked by another process (a running etcd or bbolt holds it open for \
+         writing, and would go on using the file it opened). Stop it first; boltpack never \
+         replaces a file in use, whatever the flags",
+        path.display()
+    )]
+    LockedTarget { path: PathBuf },
+    /// The source ends in a `snapshot save` SHA-256 trailer that does not match its bytes.
+    #[error(
+        "{}: its `snapshot save` SHA-256 trailer does not match the file (it was damaged or \
+         changed after it was saved; `boltpack snapshot status` shows both hashes). Pass \
+         --snapshot-trailer no to write the copy without one, or yes to give it a fresh one",
+        path.display()
+    )]
+    BadTrailer { path: PathBuf },
     #[error(
         "file is {size} bytes: too small for a bbolt file (two meta pages of at least 1024 bytes)"
     )]

@@ -12,12 +12,16 @@ use boltpack::reader::reach::PageMap;
 use boltpack::report::dump::{DumpOptions, dump};
 use boltpack::report::info::Info;
 use boltpack::report::pages::{page_detail, page_lines, render_page_lines};
-use boltpack::writer::compact::{CompactRequest, MvccRequest, Progress, compact_path};
+use boltpack::writer::compact::Progress;
 use boltpack::writer::{CompactOptions, FreelistMode};
 use boltpack::{Db, Error, OpenOptions};
 
+mod cmd;
+use cmd::compact::{BackupChoice, CompactRequest, MvccRequest, TrailerChoice};
+
 /// Exit codes (README, "Exit codes").
 const EXIT_PROBLEMS: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_IO: u8 = 3;
 const EXIT_LOCKED: u8 = 4;
 
@@ -46,56 +50,7 @@ struct DbArg {
 enum Cmd {
     /// Write a defragmented copy; with --revision / --keep-revisions also compact etcd's
     /// MVCC history as etcd would. SRC is opened read-only and never modified.
-    Compact {
-        /// The source db (read-only).
-        #[arg(required_unless_present = "data_dir")]
-        src: Option<PathBuf>,
-        /// A stopped etcd member's data dir: compact DIR/member/snap/db in place, keeping
-        /// the original next to it unless --no-backup. Defragments only, unless --revision.
-        #[arg(long, conflicts_with_all = ["src", "output"])]
-        data_dir: Option<PathBuf>,
-        /// With --data-dir: do not keep the original db.
-        #[arg(long, requires = "data_dir")]
-        no_backup: bool,
-        /// The copy (written to a temp file in its folder, fsynced, verified, renamed).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// etcd files: compact MVCC history at this revision.
-        #[arg(long, conflicts_with = "keep_revisions")]
-        revision: Option<i64>,
-        /// etcd files: compact at current revision - N.
-        #[arg(long)]
-        keep_revisions: Option<i64>,
-        /// A tombstone exactly at the revision: keep (etcd >= 3.4.34 / 3.5.16 / 3.6, so
-        /// watchers at R still see the delete) or drop (older etcd).
-        #[arg(long, value_enum, default_value = "keep")]
-        tombstone_at_rev: TombstoneArg,
-        /// Fill pages up to this fraction. 1.0 (the default) packs densest, as bbolt's own
-        /// Compact does; etcd's defrag uses 0.9 to leave room so the next writes split fewer
-        /// pages.
-        #[arg(long, default_value_t = 1.0)]
-        fill_percent: f64,
-        /// Output page size (default: the source's).
-        #[arg(long)]
-        page_size: Option<u32>,
-        /// Persist a freelist page (sync) or not (none, as etcd on Linux). Default: as the source.
-        #[arg(long, value_enum)]
-        freelist: Option<FreelistArg>,
-        /// Write nothing; print the exact size the copy would have.
-        #[arg(long)]
-        dry_run: bool,
-        /// Replace an existing output file.
-        #[arg(long)]
-        force: bool,
-        /// Skip re-reading and checking the copy before the rename.
-        #[arg(long)]
-        no_verify: bool,
-        /// Do not take the shared lock on SRC (only for a copy known to be quiet).
-        #[arg(long)]
-        no_lock: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Compact(Box<CompactArgs>),
     /// etcd's HashKV of the key space at a revision, as `etcdctl endpoint hashkv --rev R`
     /// answers it. Exit 1 when R is compacted or in the future.
     Hashkv {
@@ -153,31 +108,7 @@ enum Cmd {
     /// Per-bucket statistics (Go's Bucket.Stats()) and file-level figures: page use,
     /// free runs, fill, and an estimate of a defragmented copy's size. On etcd files also
     /// the MVCC figures: revisions, keys, prefixes, a revision histogram, capacity planning.
-    Analyze {
-        #[command(flatten)]
-        db: DbArg,
-        #[arg(long)]
-        json: bool,
-        /// Also write a self-contained HTML report (inline SVG charts) to FILE.
-        #[arg(long, value_name = "FILE")]
-        html: Option<PathBuf>,
-        /// etcd: group non-Kubernetes keys by their first N path segments.
-        #[arg(long, default_value_t = 1)]
-        prefix_depth: usize,
-        /// etcd: group Kubernetes keys (/registry/...) by resource and namespace.
-        #[arg(long)]
-        by_namespace: bool,
-        /// etcd: the backend quota for the headroom figures (etcd's default: 2 GiB).
-        #[arg(long, default_value_t = boltpack::analyze::etcd::DEFAULT_QUOTA_BYTES)]
-        quota_bytes: u64,
-        /// etcd: a tombstone exactly at the candidate revision: keep (etcd >= 3.4.34 /
-        /// 3.5.16 / 3.6) or drop (older etcd), as in `compact`.
-        #[arg(long, value_enum, default_value = "keep")]
-        tombstone_at_rev: TombstoneArg,
-        /// etcd: how many keys the top lists show.
-        #[arg(long, default_value_t = 10)]
-        top: usize,
-    },
+    Analyze(Box<AnalyzeArgs>),
     /// One page decoded: header and elements (values in hex).
     Page {
         #[command(flatten)]
@@ -187,6 +118,107 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         max_value: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct CompactArgs {
+    /// The source db (read-only).
+    #[arg(required_unless_present = "data_dir")]
+    src: Option<PathBuf>,
+    /// A stopped etcd member's data dir: compact DIR/member/snap/db in place, keeping the
+    /// original beside the data dir (DIR.boltpack-backup-<time>.db) unless --no-backup or
+    /// --backup. Defragments only, unless --revision. Refused while etcd runs on it.
+    #[arg(long, conflicts_with_all = ["src", "output"])]
+    data_dir: Option<PathBuf>,
+    /// With --data-dir: do not keep the original db.
+    #[arg(long, requires = "data_dir", conflicts_with = "backup")]
+    no_backup: bool,
+    /// With --data-dir: keep the original db here (a file, or a folder for the default
+    /// name), outside the data dir.
+    #[arg(long, value_name = "PATH", requires = "data_dir")]
+    backup: Option<PathBuf>,
+    /// The copy (written to a temp file in its folder with the source's permission bits,
+    /// fsynced, verified, renamed).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// etcd files: compact MVCC history at this revision.
+    #[arg(long, conflicts_with = "keep_revisions")]
+    revision: Option<i64>,
+    /// etcd files: compact at current revision - N.
+    #[arg(long)]
+    keep_revisions: Option<i64>,
+    /// A tombstone exactly at the revision: keep (etcd >= 3.4.34 / 3.5.16 / 3.6, so
+    /// watchers at R still see the delete) or drop (older etcd).
+    #[arg(long, value_enum, default_value = "keep")]
+    tombstone_at_rev: TombstoneArg,
+    /// End the copy with `etcdctl snapshot save`'s SHA-256 trailer, so `snapshot restore`
+    /// takes it without --skip-hash-check. auto: when the source has a valid one (an
+    /// invalid one is an error: say yes or no to go on).
+    #[arg(long, value_enum, default_value = "auto")]
+    snapshot_trailer: TrailerArg,
+    /// Fill pages up to this fraction. 1.0 (the default) packs densest, as bbolt's own
+    /// Compact does; etcd's defrag uses 0.9 to leave room so the next writes split fewer
+    /// pages.
+    #[arg(long, default_value_t = 1.0)]
+    fill_percent: f64,
+    /// Output page size (default: the source's).
+    #[arg(long)]
+    page_size: Option<u32>,
+    /// Persist a freelist page (sync) or not (none, as etcd on Linux). Default: as the source.
+    #[arg(long, value_enum)]
+    freelist: Option<FreelistArg>,
+    /// Write nothing; print the exact size the copy would have.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace an existing output file (never one a running process holds).
+    #[arg(long)]
+    force: bool,
+    /// Skip re-reading and checking the copy before the rename.
+    #[arg(long)]
+    no_verify: bool,
+    /// Do not take the shared lock on SRC for reading (only for a copy known to be quiet).
+    /// It never allows replacing a file a running process holds.
+    #[arg(long)]
+    no_lock: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    #[command(flatten)]
+    db: DbArg,
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report (inline SVG charts) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Permission bits of the --html report, in octal. It names keys: owner-only by default.
+    #[arg(long, value_name = "MODE", default_value = "600", value_parser = parse_mode)]
+    report_mode: u32,
+    /// etcd: group non-Kubernetes keys by their first N path segments.
+    #[arg(long, default_value_t = 1)]
+    prefix_depth: usize,
+    /// etcd: group Kubernetes keys (/registry/...) by resource and namespace.
+    #[arg(long)]
+    by_namespace: bool,
+    /// etcd: the backend quota for the headroom figures (etcd's default: 2 GiB).
+    #[arg(long, default_value_t = boltpack::analyze::etcd::DEFAULT_QUOTA_BYTES)]
+    quota_bytes: u64,
+    /// etcd: a tombstone exactly at the candidate revision: keep (etcd >= 3.4.34 /
+    /// 3.5.16 / 3.6) or drop (older etcd), as in `compact`.
+    #[arg(long, value_enum, default_value = "keep")]
+    tombstone_at_rev: TombstoneArg,
+    /// etcd: how many keys the top lists show.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TrailerArg {
+    Auto,
+    Yes,
+    No,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -236,234 +268,282 @@ fn open(a: &DbArg) -> Result<Db, Error> {
     Db::open(&a.db, OpenOptions { lock: !a.no_lock })
 }
 
-fn run(cli: Cli) -> Result<u8, Error> {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let io = |e: std::io::Error| Error::Io {
-        path: "<stdout>".into(),
-        source: e,
-    };
-    let json = |v: &dyn erased::Json, out: &mut BufWriter<_>| -> Result<(), Error> {
-        v.write(out).map_err(io)
-    };
-    let code = match cli.cmd {
-        Cmd::Compact {
-            src,
-            data_dir,
-            no_backup,
-            output,
-            revision,
-            keep_revisions,
-            tombstone_at_rev,
-            fill_percent,
-            page_size,
-            freelist,
-            dry_run,
-            force,
-            no_verify,
-            no_lock,
-            json: as_json,
-        } => {
-            let mvcc = (revision.is_some() || keep_revisions.is_some()).then_some(MvccRequest {
-                revision,
-                keep_revisions,
-                rule: match tombstone_at_rev {
-                    TombstoneArg::Keep => TombstoneAtRev::Keep,
-                    TombstoneArg::Drop => TombstoneAtRev::Drop,
-                },
-            });
-            let in_place = data_dir.is_some();
-            let src = match (src, data_dir) {
-                (_, Some(dir)) => dir.join("member/snap/db"),
-                (Some(src), None) => src,
-                (None, None) => unreachable!("clap requires SRC or --data-dir"),
-            };
-            if in_place && mvcc.is_some() && !as_json {
-                eprintln!(
-                    "boltpack: warning: MVCC-compacting one member at a revision its peers have not \
-                     compacted to makes its HashKV differ from theirs (`etcdctl endpoint hashkv` and \
-                     the corruption check will flag it). Compact every member at the same revision."
-                );
-            }
-            let bar = progress_bar(&src, dry_run);
-            let on_progress = |p: Progress| match p {
-                Progress::Written(n) => bar.set_position(n),
-                Progress::Verifying => bar.set_message("verifying the copy"),
-            };
-            let report = compact_path(&CompactRequest {
-                progress: Some(&on_progress),
-                src: &src,
-                in_place,
-                backup: !no_backup,
-                dst: output.as_deref(),
-                opts: CompactOptions {
-                    fill_percent,
-                    page_size,
-                    freelist: freelist.map(|f| match f {
-                        FreelistArg::Sync => FreelistMode::Sync,
-                        FreelistArg::None => FreelistMode::None,
-                    }),
-                },
-                mvcc,
-                lock: !no_lock,
-                force,
-                verify: !no_verify,
-                dry_run,
-            })?;
-            bar.finish_and_clear();
-            if as_json {
-                json(&report, &mut out)?;
-            } else {
-                write!(out, "{}", report.render()).map_err(io)?;
-            }
-            0
+/// Standard output of a command. When its reader goes away (`boltpack dump DB | head -1`),
+/// the command ends quietly with the exit code it had settled on before printing (`code`),
+/// as ripgrep and fd do: a closed pipe is not an error in a `set -o pipefail` script.
+struct Out {
+    w: BufWriter<std::io::StdoutLock<'static>>,
+    /// The exit code when stdout closes early: set by a command before it prints.
+    code: u8,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out {
+            w: BufWriter::new(std::io::stdout().lock()),
+            code: 0,
         }
+    }
+
+    fn text(&mut self, s: &str) -> Result<(), Error> {
+        self.w.write_all(s.as_bytes()).map_err(stdout_err)
+    }
+
+    fn json(&mut self, v: &dyn erased::Json) -> Result<(), Error> {
+        v.write(&mut self.w).map_err(stdout_err)
+    }
+}
+
+fn stdout_err(source: std::io::Error) -> Error {
+    Error::Io {
+        path: "<stdout>".into(),
+        source,
+    }
+}
+
+/// The error a closed stdout gives (EPIPE: Rust ignores SIGPIPE, so the write fails).
+fn is_closed_stdout(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn tombstone_rule(a: TombstoneArg) -> TombstoneAtRev {
+    match a {
+        TombstoneArg::Keep => TombstoneAtRev::Keep,
+        TombstoneArg::Drop => TombstoneAtRev::Drop,
+    }
+}
+
+fn cmd_compact(c: CompactArgs, out: &mut Out) -> Result<u8, Error> {
+    let mvcc = (c.revision.is_some() || c.keep_revisions.is_some()).then_some(MvccRequest {
+        revision: c.revision,
+        keep_revisions: c.keep_revisions,
+        rule: tombstone_rule(c.tombstone_at_rev),
+    });
+    let src = match (&c.src, &c.data_dir) {
+        (_, Some(dir)) => dir.join("member/snap/db"),
+        (Some(src), None) => src.clone(),
+        (None, None) => unreachable!("clap requires SRC or --data-dir"),
+    };
+    let bar = progress_bar(&src, c.dry_run);
+    let on_progress = |p: Progress| match p {
+        Progress::Written(n) => bar.set_position(n),
+        Progress::Verifying => bar.set_message("verifying the copy"),
+    };
+    let report = cmd::compact::run(&CompactRequest {
+        src: c.src.as_deref(),
+        dst: c.output.as_deref(),
+        data_dir: c.data_dir.as_deref(),
+        opts: CompactOptions {
+            fill_percent: c.fill_percent,
+            page_size: c.page_size,
+            freelist: c.freelist.map(|f| match f {
+                FreelistArg::Sync => FreelistMode::Sync,
+                FreelistArg::None => FreelistMode::None,
+            }),
+        },
+        mvcc,
+        lock: !c.no_lock,
+        force: c.force,
+        verify: !c.no_verify,
+        dry_run: c.dry_run,
+        backup: match (c.no_backup, c.backup) {
+            (true, _) => BackupChoice::None,
+            (false, Some(p)) => BackupChoice::At(p),
+            (false, None) => BackupChoice::BesideDataDir,
+        },
+        trailer: match c.snapshot_trailer {
+            TrailerArg::Auto => TrailerChoice::Auto,
+            TrailerArg::Yes => TrailerChoice::Yes,
+            TrailerArg::No => TrailerChoice::No,
+        },
+        progress: Some(&on_progress),
+    })?;
+    bar.finish_and_clear();
+    if c.json {
+        out.json(&report)?;
+    } else {
+        out.text(&report.render())?;
+    }
+    Ok(0)
+}
+
+fn cmd_hashkv(
+    db: DbArg,
+    rev: i64,
+    etcd_version: &str,
+    json: bool,
+    out: &mut Out,
+) -> Result<u8, Error> {
+    let rules = boltpack::etcd::Rules::for_version(etcd_version).map_err(Error::Usage)?;
+    let db = open(&db)?;
+    match boltpack::etcd::hashkv::hash_kv(&db, rev, &rules) {
+        Ok(h) if json => out.json(&h)?,
+        Ok(h) => out.text(&boltpack::report::etcd::render_hashkv(&h))?,
+        Err(boltpack::etcd::hashkv::HashKvError::Read(e)) => return Err(e),
+        Err(e) => {
+            eprintln!("boltpack: {e}");
+            return Ok(EXIT_PROBLEMS);
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_snapshot_status(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let db = open(&db)?;
+    let report = boltpack::report::etcd::SnapshotReport::gather(&db)?;
+    let failure = report.failure();
+    out.code = if failure.is_some() { EXIT_PROBLEMS } else { 0 };
+    if json {
+        out.json(&report)?;
+    } else {
+        out.text(&report.render())?;
+    }
+    if let Some(why) = failure {
+        eprintln!("boltpack: {why}");
+    }
+    Ok(out.code)
+}
+
+fn cmd_info(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let db = open(&db)?;
+    let map = PageMap::build(&db);
+    let info = Info::gather(&db, &map);
+    if json {
+        out.json(&info)?;
+    } else {
+        out.text(&info.render())?;
+    }
+    Ok(0)
+}
+
+fn cmd_check(arg: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let db = open(&arg)?;
+    let problems = boltpack::check::check(&db);
+    out.code = if problems.is_empty() {
+        0
+    } else {
+        EXIT_PROBLEMS
+    };
+    if json {
+        out.json(&problems)?;
+    } else if problems.is_empty() {
+        out.text(&format!("ok: {} pages checked, no problems\n", db.hwm()))?;
+    } else {
+        for p in &problems {
+            out.text(&format!("{p}\n"))?;
+        }
+        out.text(&format!("{} problems\n", problems.len()))?;
+    }
+    Ok(out.code)
+}
+
+fn cmd_dump(db: DbArg, bucket: Vec<String>, opts: DumpOptions, out: &mut Out) -> Result<u8, Error> {
+    let db = open(&db)?;
+    let path: Vec<Vec<u8>> = bucket.into_iter().map(String::into_bytes).collect();
+    dump(&db, &path, opts, &mut out.w)?;
+    Ok(0)
+}
+
+fn cmd_pages(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let db = open(&db)?;
+    let map = PageMap::build(&db);
+    let lines = page_lines(&db, &map);
+    if json {
+        out.json(&lines)?;
+    } else {
+        out.text(&render_page_lines(&lines))?;
+    }
+    Ok(0)
+}
+
+/// `--report-mode`: octal permission bits, at most 0o777.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode from 000 to 777 (e.g. 600)"))
+}
+
+/// Write a report naming keys atomically, created with `mode` (0600 by default): it is
+/// never readable by more people than that, not even while it is written.
+fn write_report(path: &std::path::Path, mode: u32, bytes: &[u8]) -> Result<(), Error> {
+    let perms = boltpack::writer::compact::Perms { mode, owner: None };
+    let mut f = boltpack::writer::output::AtomicFile::create(path, true, perms)?;
+    let tmp = f.tmp_path().to_path_buf();
+    f.file()
+        .write_all(bytes)
+        .map_err(|source| Error::Io { path: tmp, source })?;
+    f.commit()
+}
+
+fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
+    use std::io::IsTerminal;
+    let db = open(&a.db)?;
+    let opts = boltpack::analyze::etcd::EtcdOptions {
+        prefix_depth: a.prefix_depth,
+        by_namespace: a.by_namespace,
+        quota_bytes: a.quota_bytes,
+        rule: tombstone_rule(a.tombstone_at_rev),
+        top: a.top,
+        progress: db.file_size() > 64 << 20 && std::io::stderr().is_terminal(),
+        ..Default::default()
+    };
+    let analysis = boltpack::analyze::Analysis::gather_with(&db, &opts)?;
+    if let Some(path) = &a.html {
+        let html = boltpack::report::html::render(&analysis);
+        write_report(path, a.report_mode, html.as_bytes())?;
+    }
+    if a.json {
+        out.json(&analysis)?;
+    } else {
+        out.text(&boltpack::report::analyze::render(&analysis))?;
+    }
+    Ok(0)
+}
+
+fn cmd_page(db: DbArg, id: u64, max_value: usize, out: &mut Out) -> Result<u8, Error> {
+    let db = open(&db)?;
+    let v = page_detail(&db, id, max_value)?;
+    out.json(&v)?;
+    Ok(0)
+}
+
+fn dispatch(cmd: Cmd, out: &mut Out) -> Result<u8, Error> {
+    match cmd {
+        Cmd::Compact(c) => cmd_compact(*c, out),
         Cmd::Hashkv {
             db,
             rev,
             etcd_version,
-            json: as_json,
-        } => {
-            let rules = boltpack::etcd::Rules::for_version(&etcd_version).map_err(Error::Usage)?;
-            let db = open(&db)?;
-            match boltpack::etcd::hashkv::hash_kv(&db, rev, &rules) {
-                Ok(h) if as_json => {
-                    json(&h, &mut out)?;
-                    0
-                }
-                Ok(h) => {
-                    write!(out, "{}", boltpack::report::etcd::render_hashkv(&h)).map_err(io)?;
-                    0
-                }
-                Err(boltpack::etcd::hashkv::HashKvError::Read(e)) => return Err(e),
-                Err(e) => {
-                    eprintln!("boltpack: {e}");
-                    EXIT_PROBLEMS
-                }
-            }
-        }
+            json,
+        } => cmd_hashkv(db, rev, &etcd_version, json, out),
         Cmd::Snapshot {
-            cmd: SnapshotCmd::Status { db, json: as_json },
-        } => {
-            let db = open(&db)?;
-            let report = boltpack::report::etcd::SnapshotReport::gather(&db)?;
-            if as_json {
-                json(&report, &mut out)?;
-            } else {
-                write!(out, "{}", report.render()).map_err(io)?;
-            }
-            match report.failure() {
-                Some(why) => {
-                    eprintln!("boltpack: {why}");
-                    EXIT_PROBLEMS
-                }
-                None => 0,
-            }
-        }
-        Cmd::Info { db, json: as_json } => {
-            let db = open(&db)?;
-            let map = PageMap::build(&db);
-            let info = Info::gather(&db, &map);
-            if as_json {
-                json(&info, &mut out)?;
-            } else {
-                write!(out, "{}", info.render()).map_err(io)?;
-            }
-            0
-        }
-        Cmd::Check {
-            db: arg,
-            json: as_json,
-        } => {
-            let db = open(&arg)?;
-            let problems = boltpack::check::check(&db);
-            if as_json {
-                json(&problems, &mut out)?;
-            } else if problems.is_empty() {
-                writeln!(out, "ok: {} pages checked, no problems", db.hwm()).map_err(io)?;
-            } else {
-                for p in &problems {
-                    writeln!(out, "{p}").map_err(io)?;
-                }
-                writeln!(out, "{} problems", problems.len()).map_err(io)?;
-            }
-            if problems.is_empty() {
-                0
-            } else {
-                EXIT_PROBLEMS
-            }
-        }
+            cmd: SnapshotCmd::Status { db, json },
+        } => cmd_snapshot_status(db, json, out),
+        Cmd::Info { db, json } => cmd_info(db, json, out),
+        Cmd::Check { db, json } => cmd_check(db, json, out),
         Cmd::Dump {
             db,
             bucket,
             etcd,
             hash_values,
-        } => {
-            let db = open(&db)?;
-            let path: Vec<Vec<u8>> = bucket.into_iter().map(String::into_bytes).collect();
-            dump(&db, &path, DumpOptions { etcd, hash_values }, &mut out)?;
-            0
-        }
-        Cmd::Pages { db, json: as_json } => {
-            let db = open(&db)?;
-            let map = PageMap::build(&db);
-            let lines = page_lines(&db, &map);
-            if as_json {
-                json(&lines, &mut out)?;
-            } else {
-                write!(out, "{}", render_page_lines(&lines)).map_err(io)?;
-            }
-            0
-        }
-        Cmd::Analyze {
-            db,
-            json: as_json,
-            html,
-            prefix_depth,
-            by_namespace,
-            quota_bytes,
-            tombstone_at_rev,
-            top,
-        } => {
-            use std::io::IsTerminal;
-            let db = open(&db)?;
-            let opts = boltpack::analyze::etcd::EtcdOptions {
-                prefix_depth,
-                by_namespace,
-                quota_bytes,
-                rule: match tombstone_at_rev {
-                    TombstoneArg::Keep => TombstoneAtRev::Keep,
-                    TombstoneArg::Drop => TombstoneAtRev::Drop,
-                },
-                top,
-                progress: db.file_size() > 64 << 20 && std::io::stderr().is_terminal(),
-                ..Default::default()
-            };
-            let a = boltpack::analyze::Analysis::gather_with(&db, &opts)?;
-            if let Some(path) = &html {
-                std::fs::write(path, boltpack::report::html::render(&a)).map_err(|source| {
-                    Error::Io {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
-            }
-            if as_json {
-                json(&a, &mut out)?;
-            } else {
-                write!(out, "{}", boltpack::report::analyze::render(&a)).map_err(io)?;
-            }
-            0
-        }
-        Cmd::Page { db, id, max_value } => {
-            let db = open(&db)?;
-            let v = page_detail(&db, id, max_value)?;
-            json(&v, &mut out)?;
-            0
-        }
-    };
-    out.flush().map_err(io)?;
-    Ok(code)
+        } => cmd_dump(db, bucket, DumpOptions { etcd, hash_values }, out),
+        Cmd::Pages { db, json } => cmd_pages(db, json, out),
+        Cmd::Analyze(a) => cmd_analyze(*a, out),
+        Cmd::Page { db, id, max_value } => cmd_page(db, id, max_value, out),
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    let mut out = Out::new();
+    let done = dispatch(cli.cmd, &mut out).and_then(|code| {
+        out.w.flush().map_err(stdout_err)?;
+        Ok(code)
+    });
+    match done {
+        Err(e) if is_closed_stdout(&e) => Ok(out.code),
+        done => done,
+    }
 }
 
 /// Pretty JSON for any serializable report.
@@ -486,9 +566,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("boltpack: {e}");
             ExitCode::from(match e {
-                Error::Locked { .. } => EXIT_LOCKED,
+                Error::Locked { .. } | Error::LockedTarget { .. } => EXIT_LOCKED,
                 Error::Io { .. } => EXIT_IO,
-                Error::Usage(_) => 2,
+                Error::Usage(_) => EXIT_USAGE,
                 _ => EXIT_PROBLEMS,
             })
         }

@@ -229,3 +229,71 @@ fn pages_lists_every_page_and_page_decodes_one() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("beyond the high-water mark"));
 }
+
+/// Run boltpack with its stdout a pipe whose reader is already gone: every write fails
+/// with EPIPE, as after `| head -1` (Rust ignores SIGPIPE).
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    std::process::Command::new(env!("CARGO_BIN_EXE_boltpack"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run boltpack")
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_commands_own_exit_code() {
+    let db = fixture("etcd/db");
+    for args in [
+        vec!["dump", s(&db), "--no-lock"],
+        vec!["info", s(&db), "--no-lock"],
+        vec!["pages", s(&db), "--json", "--no-lock"],
+        vec!["analyze", s(&db), "--no-lock"],
+        vec!["check", s(&db), "--no-lock"],
+        vec!["hashkv", s(&db), "--no-lock"],
+    ] {
+        let o = with_closed_stdout(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stderr), "", "{args:?}: quiet");
+    }
+    // A command that found problems still says so by its exit code.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad-trailer.db");
+    let mut bytes = std::fs::read(fixture("etcd/snapshot.db")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&bad, bytes).unwrap();
+    let o = with_closed_stdout(&["snapshot", "status", s(&bad)]);
+    assert_eq!(o.status.code(), Some(1));
+    let mut flat = std::fs::read(fixture("bbolt/flat.db")).unwrap();
+    flat[59 * 4096] ^= 0x40; // the root page's header id, as above
+    let bad = dir.path().join("bad.db");
+    std::fs::write(&bad, flat).unwrap();
+    let o = with_closed_stdout(&["check", s(&bad)]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "check's problems survive a closed stdout"
+    );
+    // And in a real pipeline under pipefail.
+    let o = std::process::Command::new("bash")
+        .args([
+            "-o",
+            "pipefail",
+            "-c",
+            "\"$0\" dump \"$1\" --no-lock | head -1 >/dev/null",
+        ])
+        .arg(env!("CARGO_BIN_EXE_boltpack"))
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+}

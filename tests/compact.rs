@@ -245,68 +245,106 @@ fn refusals() -> Trial {
     })
 }
 
-/// `compact --data-dir` on a stopped real member, then the same member restarts with its
-/// WAL, serves the same data (compacted below R) and accepts writes.
-fn data_dir_trial() -> Trial {
-    Trial::test("live_etcd::data_dir_in_place", || {
-        let dir = tempfile::tempdir()?;
-        let d = dir.path().display().to_string();
-        let script = format!(
-            r#"set -euo pipefail; source '{lib}'
-            tar -xzf '{tar}' -C '{d}'
-            etcd_start '{d}' '{d}/etcd1.log' >/dev/null
+/// `compact --data-dir` on a real member (etcd 3.4, or 3.5 upgrading the 3.4 data dir).
+/// While it runs, every way of replacing its db is refused with exit 4 and no cluster
+/// warning: `--data-dir`, `--data-dir --no-lock`, `-o member/snap/db --force`. Once it is
+/// stopped, the db is compacted in place (mode 0600 kept), the backup lands beside the data
+/// dir, and the same member restarts with its WAL, logs nothing about a stranger file,
+/// serves the same data (compacted below R) and accepts writes.
+fn data_dir_trial(peer: EtcdPeer) -> Trial {
+    Trial::test(
+        format!("live_etcd::data_dir_in_place::{}", peer.label()),
+        move || {
+            let dir = tempfile::tempdir()?;
+            let d = dir.path().display().to_string();
+            let script = format!(
+                r#"set -euo pipefail; source '{lib}'
+            D='{d}/data'; mkdir -p "$D"
+            tar -xzf '{tar}' -C "$D"
+            etcd_start "$D" '{d}/etcd1.log' >/dev/null
             etcdctl_local get "" --prefix -w json > '{d}/before.json'
-            set +e; '{bp}' compact --data-dir '{d}' >/dev/null 2>&1; echo $? > '{d}/locked.txt'; set -e
+            set +e
+            '{bp}' compact --data-dir "$D" >/dev/null 2>&1; echo $? > '{d}/locked.txt'
+            '{bp}' compact --data-dir "$D" --no-lock >/dev/null 2>&1; echo $? >> '{d}/locked.txt'
+            '{bp}' compact '{db}' -o "$D/member/snap/db" --force --no-lock >/dev/null 2>&1; echo $? >> '{d}/locked.txt'
+            '{bp}' compact --data-dir "$D" --no-lock --revision 200 >/dev/null 2>'{d}/refused.err'; echo $? >> '{d}/locked.txt'
+            set -e
             etcd_stop
-            # A running member is refused (exclusive flock); a stopped one is compacted.
-            '{bp}' compact --data-dir '{d}' --revision 200 --json > '{d}/report.json'
-            ls '{d}/member/snap' > '{d}/snap.txt'
-            etcd_start '{d}' '{d}/etcd2.log' >/dev/null
+            '{bp}' compact --data-dir "$D" --revision 200 --json > '{d}/report.json'
+            stat -c %a "$D/member/snap/db" > '{d}/mode.txt'
+            ls "$D" "$D/member/snap" > '{d}/listing.txt'
+            etcd_start "$D" '{d}/etcd2.log' >/dev/null
             etcdctl_local get "" --prefix -w json > '{d}/after.json'
             (etcdctl_local get "" --prefix --rev 199 2>&1 || true) > '{d}/below.txt'
             etcdctl_local put boltpack-new-key v -w json > '{d}/put.json'
             etcd_stop"#,
-            lib = repo().join("tests/peer/etcd-lib.sh").display(),
-            tar = repo().join("testdata/etcd/datadir.tar.gz").display(),
-            bp = env!("CARGO_BIN_EXE_boltpack"),
-        );
-        let out = Command::new("timeout")
-            .args(["180", "bash", "-c", &script])
-            .output()?;
-        if !out.status.success() {
-            return Err(format!("{}", String::from_utf8_lossy(&out.stderr)).into());
-        }
-        let read = |f: &str| -> Value {
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join(f)).unwrap()).unwrap()
-        };
-        let (before, after) = (read("before.json"), read("after.json"));
-        assert_eq!(
-            before["kvs"], after["kvs"],
-            "the member serves the same data after compaction"
-        );
-        assert_eq!(after["header"]["revision"], 218);
-        assert_eq!(read("report.json")["mvcc"]["revision"], 200);
-        assert!(
-            std::fs::read_to_string(dir.path().join("below.txt"))?
-                .contains("required revision has been compacted")
-        );
-        assert_eq!(
-            read("put.json")["header"]["revision"],
-            219,
-            "a new write gets current + 1"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("locked.txt"))?.trim(),
-            "4",
-            "a running member is refused"
-        );
-        let snap = std::fs::read_to_string(dir.path().join("snap.txt"))?;
-        assert!(
-            snap.contains("db.boltpack-backup-"),
-            "the original is kept: {snap}"
-        );
-        Ok(())
-    })
+                lib = repo().join("tests/peer/etcd-lib.sh").display(),
+                tar = repo().join("testdata/etcd/datadir.tar.gz").display(),
+                db = repo().join("testdata/etcd/db").display(),
+                bp = env!("CARGO_BIN_EXE_boltpack"),
+            );
+            let out = Command::new("timeout")
+                .args(["180", "bash", "-c", &script])
+                .envs(peer.env())
+                .output()?;
+            if !out.status.success() {
+                return Err(format!("{}", String::from_utf8_lossy(&out.stderr)).into());
+            }
+            let text = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+            let read = |f: &str| -> Value { serde_json::from_str(&text(f)).unwrap() };
+            let (before, after) = (read("before.json"), read("after.json"));
+            assert_eq!(
+                before["kvs"], after["kvs"],
+                "the member serves the same data after compaction"
+            );
+            assert_eq!(after["header"]["revision"], 218);
+            let report = read("report.json");
+            assert_eq!(report["mvcc"]["revision"], 200);
+            assert!(text("below.txt").contains("required revision has been compacted"));
+            assert_eq!(
+                read("put.json")["header"]["revision"],
+                219,
+                "a new write gets current + 1"
+            );
+            assert_eq!(
+                text("locked.txt").split_whitespace().collect::<Vec<_>>(),
+                ["4", "4", "4", "4"],
+                "a running member is refused, whatever the flags"
+            );
+            assert!(
+                !text("refused.err").contains("warning"),
+                "no cluster warning for a refused run: {}",
+                text("refused.err")
+            );
+            assert_eq!(
+                text("mode.txt").trim(),
+                "600",
+                "the new db keeps etcd's 0600"
+            );
+            let listing = text("listing.txt");
+            assert!(
+                !listing.contains("boltpack"),
+                "nothing of ours in the data dir: {listing}"
+            );
+            let backup = report["backup"]["path"].as_str().ok_or("no backup")?;
+            assert!(
+                Path::new(backup).parent() == Some(dir.path()),
+                "the backup is beside the data dir: {backup}"
+            );
+            assert!(Path::new(backup).exists());
+            let log = text("etcd2.log");
+            for bad in [
+                "boltpack-backup",
+                "boltpack-tmp",
+                "unexpected non-snap file",
+                "unexpected non snapshot file",
+                "invalid file",
+            ] {
+                assert!(!log.contains(bad), "the restarted etcd logs {bad:?}");
+            }
+            Ok(())
+        },
+    )
 }
 
 fn main() {
@@ -318,15 +356,20 @@ fn main() {
         "etcd-snapshot".into(),
         repo().join("testdata/etcd/snapshot.db"),
     ));
-    let etcd = if args.list {
-        Ok(String::new())
-    } else {
-        etcd_version()
+    let avail = |p: EtcdPeer| {
+        if args.list {
+            Ok(String::new())
+        } else {
+            p.available()
+        }
     };
+    let (etcd, etcd35) = (avail(EtcdPeer::V34), avail(EtcdPeer::V35));
     gate_peer("etcd peer", &etcd);
+    gate_peer("etcd 3.5 peer", &etcd35);
     let mut trials = vec![
         refusals(),
-        data_dir_trial().with_ignored_flag(etcd.is_err()),
+        data_dir_trial(EtcdPeer::V34).with_ignored_flag(etcd.is_err()),
+        data_dir_trial(EtcdPeer::V35).with_ignored_flag(etcd35.is_err()),
     ];
     for (name, src) in &files {
         // The etcd files have no committed Go dump: their committed trial needs the peer too.

@@ -39,7 +39,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use base64::Engine;
-use common::{boltpack, etcd_version, gate_peer, path_str as s, repo, sha256_file};
+use common::{EtcdPeer, boltpack, etcd_version, gate_peer, path_str as s, repo, sha256_file};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -52,10 +52,16 @@ fn tmp() -> PathBuf {
 
 /// Run a peer script under `timeout`; its stderr on failure.
 fn script(name: &str, args: &[&str]) -> Result<(), String> {
+    script_env(name, args, &[])
+}
+
+/// [`script`] with extra environment (the etcd 3.5 peer, the restore's hash check).
+fn script_env(name: &str, args: &[&str], env: &[(String, String)]) -> Result<(), String> {
     let o = Command::new("timeout")
         .args(["--kill-after=20", SCRIPT_TIMEOUT, "bash"])
         .arg(repo().join("tests/peer").join(name))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .map_err(|e| e.to_string())?;
     if !o.status.success() {
@@ -446,6 +452,55 @@ fn trial_dir(src: Src, label: &str) -> Result<PathBuf, Failed> {
     Ok(dir)
 }
 
+/// Restore `out` into a real etcd (`etcd-serve.sh`, with `env`) and record its answers for
+/// R..=current in `dir/served`.
+fn serve_copy(
+    out: &Path,
+    dir: &Path,
+    r: i64,
+    info: &SrcInfo,
+    env: &[(String, String)],
+) -> Result<PathBuf, String> {
+    let served = dir.join("served");
+    script_env(
+        "etcd-serve.sh",
+        &[
+            s(out),
+            s(&dir.join("work")),
+            s(&served),
+            &r.to_string(),
+            &info.current.to_string(),
+        ],
+        env,
+    )?;
+    Ok(served)
+}
+
+/// The copy's etcd serves what the source's does at every R'..=current, and refuses R-1 as
+/// compacted. Returns the kvs compared.
+fn served_like_source(
+    served: &Path,
+    src: Src,
+    r: i64,
+    info: &SrcInfo,
+    what: &str,
+) -> Result<usize, Failed> {
+    let reference = reference(src)?;
+    let mut total = 0;
+    for rr in r..=info.current {
+        total += compare_get(served, &reference, rr, what)?;
+    }
+    if r > 1 {
+        let below = std::fs::read_to_string(served.join("below.txt"))?;
+        assert!(
+            !below.starts_with("exit=0") && below.contains("required revision has been compacted"),
+            "{what}: get --rev {} on the copy: {below}",
+            r - 1
+        );
+    }
+    Ok(total)
+}
+
 /// Compact at R, serve the copy from a real etcd, compare with the source's etcd.
 fn serve(src: Src, label: &str, at: At, rule: &str, version: &str) -> Result<(), Failed> {
     let info = src_info(src)?;
@@ -513,30 +568,8 @@ fn serve(src: Src, label: &str, at: At, rule: &str, version: &str) -> Result<(),
     );
 
     // 2.-5. serve it
-    let served = dir.join("served");
-    script(
-        "etcd-serve.sh",
-        &[
-            s(&out),
-            s(&dir.join("work")),
-            s(&served),
-            &r.to_string(),
-            &info.current.to_string(),
-        ],
-    )?;
-    let reference = reference(src)?;
-    let mut total = 0;
-    for rr in r..=info.current {
-        total += compare_get(&served, &reference, rr, &what)?;
-    }
-    if r > 1 {
-        let below = std::fs::read_to_string(served.join("below.txt"))?;
-        assert!(
-            !below.starts_with("exit=0") && below.contains("required revision has been compacted"),
-            "{what}: get --rev {} on the copy: {below}",
-            r - 1
-        );
-    }
+    let served = serve_copy(&out, &dir, r, &info, &[])?;
+    let total = served_like_source(&served, src, r, &info, &what)?;
     let hash = [info.current, 0]
         .map(|rev| compare_hashkv(&served, &out, (r, info.current), rev, version, &what))
         .into_iter()
@@ -691,6 +724,95 @@ fn keep_revisions(src: Src, label: &str) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A snapshot's compacted copy restores like the original (issue 10): it ends in its own
+/// SHA-256 trailer, so `snapshot restore` (etcdctl 3.4, etcdutl 3.5) takes it without
+/// `--skip-hash-check`, and the etcd started on it serves what the source serves at every
+/// revision from R, refuses R-1 as compacted and takes a put at current+1. `file` is the
+/// source (for the fixture: its `snapshot save` file); `extra` flags such as
+/// `--snapshot-trailer yes` for a member db. The same copy without its trailer is refused
+/// by the checked restore: that is what the operator hit before.
+fn restore_checked(
+    src: Src,
+    file: Option<PathBuf>,
+    at: At,
+    extra: &'static [&'static str],
+    peer: EtcdPeer,
+) -> Result<(), Failed> {
+    let info = src_info(src)?;
+    let path = file.unwrap_or_else(|| info.path.clone());
+    let r = at.resolve(&info)?;
+    let what = format!(
+        "{} R={r} {extra:?} restored by {}",
+        src.name(),
+        peer.label()
+    );
+    let dir = trial_dir(src, &format!("restore_{}_{}", peer.label(), extra.len()))?;
+    let out = dir.join("out.db");
+    let mut args = vec![
+        "compact",
+        s(&path),
+        "-o",
+        s(&out),
+        "--revision",
+        &r.to_string(),
+        "--json",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let o = boltpack(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{what}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(report["summary"]["trailer"], true, "{what}: {report}");
+    let mut env = peer.env();
+    env.push(("ETCDLIB_HASH_CHECK".into(), "1".into()));
+    let served = serve_copy(&out, &dir, r, &info, &env).map_err(|e| format!("{what}: {e}"))?;
+    let total = served_like_source(&served, src, r, &info, &what)?;
+    let put = read_json(&served.join("put.json"))?;
+    assert_eq!(put["header"]["revision"], info.current + 1, "{what}");
+
+    // The control: the same copy without a trailer is refused by the checked restore.
+    let bare = dir.join("bare.db");
+    let o = boltpack(&[
+        "compact",
+        s(&path),
+        "-o",
+        s(&bare),
+        "--revision",
+        &r.to_string(),
+        "--snapshot-trailer",
+        "no",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let refused = script_env(
+        "etcd-serve.sh",
+        &[
+            s(&bare),
+            s(&dir.join("work-bare")),
+            s(&dir.join("served-bare")),
+            "1",
+            "1",
+        ],
+        &env,
+    );
+    let why = refused.expect_err("a restore with the hash check took a copy without trailer");
+    assert!(why.contains("snapshot missing hash"), "{what}: {why}");
+    eprintln!(
+        "OK   {what}: restored with the hash check, {} revisions served identically ({total} kvs)",
+        info.current - r + 1
+    );
+    Ok(())
+}
+
+/// A `restore_checked` trial: name, source, its file (None: the source's own), R, flags.
+type RestoreCase = (String, Src, Option<PathBuf>, At, &'static [&'static str]);
+
 /// Trials on the fresh history need a live etcd; those on the fixture alone do not.
 fn prefix(src: Src) -> &'static str {
     if src == Src::Fixture {
@@ -800,10 +922,52 @@ fn main() {
         }),
         false,
     ));
-    let trials = trials
+    let mut trials: Vec<Trial> = trials
         .into_iter()
         .map(|(t, live)| t.with_ignored_flag(live && avail.is_err()))
         .collect();
+    let avail35 = if args.list {
+        Ok(String::new())
+    } else {
+        EtcdPeer::V35.available()
+    };
+    let snapshot = || Some(repo().join("testdata/etcd/snapshot.db"));
+    for peer in [EtcdPeer::V34, EtcdPeer::V35] {
+        let missing = avail.is_err() || (peer == EtcdPeer::V35 && avail35.is_err());
+        let l = peer.label();
+        let restores: [RestoreCase; 3] = [
+            (
+                format!("fixture_snapshot_r207::{l}"),
+                Src::Fixture,
+                snapshot(),
+                At::Named("tomb"),
+                &[],
+            ),
+            (
+                format!("fresh_pre_txn::{l}"),
+                Src::Pre,
+                None,
+                At::Named("txn"),
+                &[],
+            ),
+            (
+                format!("fresh_final_member_db_trailer_yes::{l}"),
+                Src::Final,
+                None,
+                At::Named("put"),
+                &["--snapshot-trailer", "yes"],
+            ),
+        ];
+        for (name, src, file, at, extra) in restores {
+            trials.push(
+                Trial::test(format!("live_etcd::restore_checked::{name}"), move || {
+                    restore_checked(src, file, at, extra, peer)
+                })
+                .with_ignored_flag(missing),
+            );
+        }
+    }
     gate_peer("etcd peer", &avail);
+    gate_peer("etcd 3.5 peer", &avail35);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -51,6 +51,21 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The SHA-256 of the first `len` bytes of `file`: the trailer a copy of `len` bytes gets.
+pub fn sha256_of_prefix(file: &std::fs::File, len: u64) -> std::io::Result<[u8; TRAILER_LEN]> {
+    use std::os::unix::fs::FileExt;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)?;
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(h.finalize().into())
+}
+
 /// Detect and verify the trailer of the whole file `bytes`.
 pub fn trailer(bytes: &[u8]) -> Trailer {
     let len = bytes.len() as u64;

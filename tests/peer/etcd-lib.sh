@@ -23,6 +23,9 @@
 #
 #   etcd_restore_and_start DBFILE WORKDIR [LOG_FILE]
 #       `etcdctl snapshot restore DBFILE --skip-hash-check --data-dir WORKDIR/data`
+#       (ETCDLIB_RESTORE_TOOL=etcdutl: etcd 3.5's `etcdutl snapshot restore`;
+#       ETCDLIB_HASH_CHECK=1: without --skip-hash-check, so DBFILE must end in a valid
+#       SHA-256 trailer)
 #       (WORKDIR/data must not exist yet) with the same member name, token and
 #       peer URL that etcd_start then uses, then etcd_start WORKDIR/data.
 #       DBFILE may be a plain member db (no trailer) or a `snapshot save` file.
@@ -44,7 +47,8 @@
 #
 # Tunables (environment): ETCDLIB_NAME (member name, default "boltpack"),
 # ETCDLIB_TOKEN (initial cluster token, default "boltpack-fixture"),
-# ETCDLIB_START_TIMEOUT, ETCDLIB_STOP_TIMEOUT, ETCDLIB_EXTRA_ARGS (extra etcd
+# ETCDLIB_START_TIMEOUT, ETCDLIB_STOP_TIMEOUT, ETCDLIB_RESTORE_TOOL, ETCDLIB_HASH_CHECK,
+# ETCDLIB_EXTRA_ARGS (extra etcd
 # flags, word-split), ETCDLIB_WATCHDOG.  Deliberately no ETCD_* names: etcd
 # itself reads ETCD_* variables as flags.
 #
@@ -59,6 +63,8 @@ export ETCDCTL_API=3
 : "${ETCDLIB_START_TIMEOUT:=20}"
 : "${ETCDLIB_STOP_TIMEOUT:=15}"
 : "${ETCDLIB_WATCHDOG:=1}"
+: "${ETCDLIB_RESTORE_TOOL:=etcdctl}"
+: "${ETCDLIB_HASH_CHECK:=0}"
 
 # pids started by this shell: etcd pid -> watchdog pid ("" if none)
 declare -gA _ETCDLIB_PIDS 2>/dev/null || declare -A _ETCDLIB_PIDS
@@ -310,7 +316,11 @@ etcd_restore_and_start() {
     fi
     mkdir -p "$work" || return 1
     pport=$(_etcdlib_free_port) || return 1
-    if ! out=$(ETCDCTL_API=3 etcdctl snapshot restore "$db" --skip-hash-check \
+    local tool=etcdctl skip=--skip-hash-check
+    [ "$ETCDLIB_RESTORE_TOOL" = etcdutl ] && tool=etcdutl
+    [ "$ETCDLIB_HASH_CHECK" = 1 ] && skip=
+    # shellcheck disable=SC2086
+    if ! out=$(ETCDCTL_API=3 "$tool" snapshot restore "$db" $skip \
         --data-dir "$data" --name "$ETCDLIB_NAME" \
         --initial-cluster "$ETCDLIB_NAME=http://127.0.0.1:$pport" \
         --initial-advertise-peer-urls "http://127.0.0.1:$pport" \

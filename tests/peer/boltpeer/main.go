@@ -65,7 +65,8 @@ func usage() {
   boltpeer compact SRC DST [TXMAXSIZE]
   boltpeer gen SHAPE OUT        (shapes: `+shapeList()+`)
   boltpeer compact-nosync SRC DST [TXMAXSIZE]
-  boltpeer gen-etcd SIZE_MIB OUT`)
+  boltpeer gen-etcd SIZE_MIB OUT
+  boltpeer put DB BUCKET KEY VALUE  (one key in a top-level bucket, in one read-write tx)`)
 	os.Exit(2)
 }
 
@@ -122,6 +123,11 @@ func main() {
 			usage()
 		}
 		cmdGen(args[0], args[1])
+	case "put":
+		if len(args) != 4 {
+			usage()
+		}
+		cmdPut(args[0], args[1], args[2], args[3])
 	default:
 		usage()
 	}
@@ -137,6 +143,30 @@ func openRO(path string) *bolt.DB {
 		die("open %s: %v", path, err)
 	}
 	return db
+}
+
+// cmdPut sets one key of a top-level bucket (created if missing) in an existing file.
+func cmdPut(path, bucket, key, value string) {
+	if _, err := os.Stat(path); err != nil {
+		die("%v", err)
+	}
+	db, err := bolt.Open(path, 0600, nil)
+	if err != nil {
+		die("open %s: %v", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(bucket))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), []byte(value))
+	})
+	if err != nil {
+		die("put: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		die("close: %v", err)
+	}
 }
 
 func hexPath(path [][]byte) []string {
