@@ -18,10 +18,18 @@ use std::time::{Duration, Instant};
 
 use boltpack::Db;
 use boltpack::check::check_with_map;
-use boltpack::format::PageId;
-use boltpack::format::bucket::BucketHeader;
-use boltpack::format::meta::{MAGIC, VERSION, fnv1a64};
-use boltpack::format::page::{BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG, META_PAGE_FLAG};
+use boltpack::format::bucket::{BUCKET_HEADER_SIZE, BucketHeader};
+use boltpack::format::element::{
+    BRANCH_ELEMENT_FIELDS, BranchElementRaw, LEAF_ELEMENT_FIELDS, LeafElementRaw, NodeView,
+};
+use boltpack::format::meta::{
+    MAGIC, MetaField, MetaFields, VERSION, reseal_meta_page, write_meta_page,
+};
+use boltpack::format::page::{
+    BRANCH_PAGE_FLAG, COUNT_OFFSET, HEADER_FIELDS, LEAF_PAGE_FLAG, OVERFLOW_OFFSET,
+    PAGE_HEADER_SIZE, PageHeader,
+};
+use boltpack::format::{Field, PageId};
 use boltpack::reader::reach::{PageMap, PageUse};
 use boltpack::reader::walk::Problem;
 use boltpack::reader::{Bucket, visit_all};
@@ -55,11 +63,19 @@ fn get(b: &[u8], at: usize, width: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// Recompute the FNV-1a checksum of the meta page at `at` (bytes [16, 72) into [72, 80)).
+/// Recompute the checksum of the meta page at `at` after a field was changed.
 fn fix_meta_checksum(b: &mut [u8], at: usize) {
-    let sum = fnv1a64(&b[at + 16..at + 72]);
-    b[at + 72..at + 80].copy_from_slice(&sum.to_le_bytes());
+    reseal_meta_page(&mut b[at..]);
 }
+
+/// Meta fields' offsets from the start of a meta page.
+const MAGIC_AT: usize = MetaField::Magic.offset();
+const VERSION_AT: usize = MetaField::Version.offset();
+const PAGE_SIZE_AT: usize = MetaField::PageSize.offset();
+const ROOT_AT: usize = MetaField::Root.offset();
+const FREELIST_AT: usize = MetaField::Freelist.offset();
+const PGID_AT: usize = MetaField::Pgid.offset();
+const TXID_AT: usize = MetaField::Txid.offset();
 
 fn max_of(width: usize) -> u64 {
     if width == 8 {
@@ -459,7 +475,7 @@ impl Matrix<'_> {
             for (what, len) in [
                 ("at", k * fx.ps),
                 ("mid", k * fx.ps + fx.ps / 2),
-                ("header", k * fx.ps + 16),
+                ("header", k * fx.ps + PAGE_HEADER_SIZE as u64),
             ] {
                 let len = len as usize;
                 if len > fx.bytes.len() || (what != "at" && k == pages) {
@@ -497,12 +513,12 @@ impl Matrix<'_> {
             } else {
                 "leaf"
             };
-            for (field, at, width) in [
-                ("id", 0, 8),
-                ("flags", 8, 2),
-                ("count", 10, 2),
-                ("overflow", 12, 4),
-            ] {
+            for Field {
+                name: field,
+                offset: at,
+                width,
+            } in HEADER_FIELDS
+            {
                 for (vname, v) in fx.values(id, width) {
                     let v = v & max_of(width);
                     let off = fx.off(id) + at;
@@ -535,7 +551,7 @@ impl Matrix<'_> {
                             }
                         }
                         ("count", _) => {
-                            if 16 + 16 * v > span * fx.ps {
+                            if NodeView::element_offset(v as usize) as u64 > span * fx.ps {
                                 Expect::Located(here)
                             } else {
                                 Expect::Nothing
@@ -566,20 +582,15 @@ impl Matrix<'_> {
         for id in fx.sample_tree(TREE_PAGES) {
             self.focus = Some(id);
             let base = fx.off(id);
-            let count = get(&fx.bytes, base + 10, 2) as usize;
+            let count = get(&fx.bytes, base + COUNT_OFFSET, 2) as usize;
             if count == 0 {
                 continue;
             }
             let branch = fx.branches.contains(&id);
-            let fields: &[(&str, usize, usize)] = if branch {
-                &[("pos", 0, 4), ("ksize", 4, 4), ("child", 8, 8)]
+            let fields: &[Field] = if branch {
+                &BRANCH_ELEMENT_FIELDS
             } else {
-                &[
-                    ("flags", 0, 4),
-                    ("pos", 4, 4),
-                    ("ksize", 8, 4),
-                    ("vsize", 12, 4),
-                ]
+                &LEAF_ELEMENT_FIELDS
             };
             let mut elems = vec![0];
             if count > 1 {
@@ -587,10 +598,15 @@ impl Matrix<'_> {
             }
             let anc: BTreeSet<PageId> = fx.ancestors(id).into_iter().collect();
             for &e in &elems {
-                for &(field, at, width) in fields {
+                for &Field {
+                    name: field,
+                    offset: at,
+                    width,
+                } in fields
+                {
                     for (vname, v) in fx.values(id, width) {
                         let v = v & max_of(width);
-                        let off = base + 16 + 16 * e + at;
+                        let off = base + NodeView::element_offset(e) + at;
                         if get(&fx.bytes, off, width) == v {
                             continue;
                         }
@@ -617,7 +633,9 @@ impl Matrix<'_> {
                                 Some(Err(boltpack::Error::Corrupt { page, offset, .. })) => {
                                     assert!(
                                         page == id
-                                            && offset == base as u64 + 16 + 16 * e as u64 + 8,
+                                            && offset
+                                                == (base + NodeView::element_offset(e)) as u64
+                                                    + BRANCH_ELEMENT_FIELDS[2].offset as u64,
                                         "{}: {what}: visit_all blames page {page} at {offset}",
                                         fx.name
                                     )
@@ -637,15 +655,15 @@ impl Matrix<'_> {
         // (what, at, width, value or None to flip the lowest bit, fix the checksum)
         let mut edits: Vec<(String, usize, usize, Option<u64>, bool)> = Vec::new();
         for v in [0, u64::from(MAGIC ^ 1), u64::from(u32::MAX)] {
-            edits.push((format!("magic = {v:#x}"), 16, 4, Some(v), false));
+            edits.push((format!("magic = {v:#x}"), MAGIC_AT, 4, Some(v), false));
         }
         for v in [0, 1, u64::from(VERSION + 1), u64::from(u32::MAX)] {
-            edits.push((format!("version = {v}"), 20, 4, Some(v), false));
+            edits.push((format!("version = {v}"), VERSION_AT, 4, Some(v), false));
         }
         for v in [0, 1024, ps / 2, ps * 2, u64::from(u32::MAX)] {
             edits.push((
                 format!("page size = {v} (stale checksum)"),
-                24,
+                PAGE_SIZE_AT,
                 4,
                 Some(v),
                 false,
@@ -664,15 +682,16 @@ impl Matrix<'_> {
         ] {
             edits.push((
                 format!("page size = {v} (checksum fixed)"),
-                24,
+                PAGE_SIZE_AT,
                 4,
                 Some(v),
                 true,
             ));
         }
-        edits.push(("checksum = 0".into(), 72, 8, Some(0), false));
-        edits.push(("checksum = max".into(), 72, 8, Some(u64::MAX), false));
-        edits.push(("checksum bit flipped".into(), 72, 8, None, false));
+        let sum = MetaField::Checksum.offset();
+        edits.push(("checksum = 0".into(), sum, 8, Some(0), false));
+        edits.push(("checksum = max".into(), sum, 8, Some(u64::MAX), false));
+        edits.push(("checksum bit flipped".into(), sum, 8, None, false));
 
         for (what, at, width, v, fix) in edits {
             for which in [&[0usize][..], &[1], &[0, 1]] {
@@ -735,21 +754,21 @@ impl Matrix<'_> {
         let file_pages = fx.bytes.len() as u64 / fx.ps;
         let mut edits: Vec<(&str, usize, u64, bool)> = Vec::new(); // field, at, value, detectable
         for v in [0, 1, fx.hwm, fx.hwm + 1, u64::MAX] {
-            edits.push(("root", 32, v, true)); // outside [2, hwm)
+            edits.push(("root", ROOT_AT, v, true)); // outside [2, hwm)
         }
         for v in [fx.root + 1, fx.hwm - 1] {
-            edits.push(("root", 32, v, false));
+            edits.push(("root", ROOT_AT, v, false));
         }
         for v in [0, 1, 2, fx.root] {
-            edits.push(("hwm", 56, v, true)); // the root is not below it
+            edits.push(("hwm", PGID_AT, v, true)); // the root is not below it
         }
-        edits.push(("hwm", 56, u64::MAX, true)); // past the file: truncated
-        edits.push(("hwm", 56, file_pages + 1, true));
+        edits.push(("hwm", PGID_AT, u64::MAX, true)); // past the file: truncated
+        edits.push(("hwm", PGID_AT, file_pages + 1, true));
         for v in [fx.hwm - 1, fx.hwm + 1] {
-            edits.push(("hwm", 56, v, false));
+            edits.push(("hwm", PGID_AT, v, false));
         }
         for v in [0, u64::MAX] {
-            edits.push(("txid", 64, v, false)); // only changes which meta is active
+            edits.push(("txid", TXID_AT, v, false)); // only changes which meta is active
         }
         for (field, at, v, detectable) in edits {
             let mut b = fx.bytes.clone();
@@ -793,7 +812,7 @@ impl Matrix<'_> {
         }
         for (name, id, located) in targets {
             let mut b = fx.bytes.clone();
-            put(&mut b, mo + 48, 8, id);
+            put(&mut b, mo + FREELIST_AT, 8, id);
             fix_meta_checksum(&mut b, mo);
             let expect = if located {
                 Expect::Located(vec![(id, fx.span(id))])
@@ -810,7 +829,7 @@ impl Matrix<'_> {
         if fx.freelist.is_some() {
             // Dropping the freelist page is NoFreelistSync: free = unreached, consistent.
             let mut b = fx.bytes.clone();
-            put(&mut b, mo + 48, 8, u64::MAX);
+            put(&mut b, mo + FREELIST_AT, 8, u64::MAX);
             fix_meta_checksum(&mut b, mo);
             self.case(
                 "freelist",
@@ -828,8 +847,9 @@ impl Matrix<'_> {
         for id in sample(&branches, TREE_PAGES) {
             self.focus = Some(id);
             let base = fx.off(id);
-            let count = get(&fx.bytes, base + 10, 2) as usize;
-            let child = |e: usize| base + 16 + 16 * e + 8;
+            let count = get(&fx.bytes, base + COUNT_OFFSET, 2) as usize;
+            let child_at = BRANCH_ELEMENT_FIELDS[2].offset;
+            let child = |e: usize| base + NodeView::element_offset(e) + child_at;
             if count >= 2 {
                 for (a, z) in [(0, 1), (0, count - 1), (count - 1, 0)] {
                     let mut b = fx.bytes.clone();
@@ -956,16 +976,15 @@ fn matrix_covers_every_committed_fixture() {
 
 fn synth_meta(id: u64, ps: usize, root: u64, pgid: u64, txid: u64) -> Vec<u8> {
     let mut b = vec![0u8; ps];
-    put(&mut b, 0, 8, id);
-    put(&mut b, 8, 2, u64::from(META_PAGE_FLAG));
-    put(&mut b, 16, 4, u64::from(MAGIC));
-    put(&mut b, 20, 4, u64::from(VERSION));
-    put(&mut b, 24, 4, ps as u64);
-    put(&mut b, 32, 8, root);
-    put(&mut b, 48, 8, u64::MAX); // no freelist page (NoFreelistSync)
-    put(&mut b, 56, 8, pgid);
-    put(&mut b, 64, 8, txid);
-    fix_meta_checksum(&mut b, 0);
+    let fields = MetaFields {
+        page_size: ps as u32,
+        flags: 0,
+        root: BucketHeader { root, sequence: 0 },
+        freelist: u64::MAX, // no freelist page (NoFreelistSync)
+        pgid,
+        txid,
+    };
+    write_meta_page(&mut b, id, &fields);
     b
 }
 
@@ -979,24 +998,34 @@ fn synth_page(
     size: usize,
 ) -> Vec<u8> {
     let mut p = vec![0u8; size];
-    put(&mut p, 0, 8, id);
-    put(&mut p, 8, 2, u64::from(flags));
-    put(&mut p, 10, 2, elems.len() as u64);
-    let data_at = 16 + 16 * elems.len();
+    PageHeader {
+        id,
+        flags,
+        count: elems.len() as u16,
+        overflow: 0,
+    }
+    .write(&mut p);
+    let data_at = NodeView::element_offset(elems.len());
     for (i, e) in elems.iter().enumerate() {
-        let at = 16 + 16 * i;
+        let at = NodeView::element_offset(i);
         if branch {
             // [data offset of the key, ksize, child]
-            put(&mut p, at, 4, (data_at as u64 + e[0]) - at as u64);
-            put(&mut p, at + 4, 4, e[1]);
-            put(&mut p, at + 8, 8, e[2]);
+            BranchElementRaw {
+                pos: ((data_at as u64 + e[0]) - at as u64) as u32,
+                ksize: e[1] as u32,
+                child: e[2],
+            }
+            .write(&mut p, at);
         } else {
             // [data offset of the key, ksize, vsize]; flags 1 (bucket) when the top bit is set
-            put(&mut p, at, 4, e[0] >> 63);
             let off = e[0] & (u64::MAX >> 1);
-            put(&mut p, at + 4, 4, (data_at as u64 + off) - at as u64);
-            put(&mut p, at + 8, 4, e[1]);
-            put(&mut p, at + 12, 4, e[2]);
+            LeafElementRaw {
+                flags: (e[0] >> 63) as u32,
+                pos: ((data_at as u64 + off) - at as u64) as u32,
+                ksize: e[1] as u32,
+                vsize: e[2] as u32,
+            }
+            .write(&mut p, at);
         }
     }
     p[data_at..data_at + data.len()].copy_from_slice(data);
@@ -1018,9 +1047,7 @@ fn synth_file(ps: usize, pages: Vec<Vec<u8>>) -> Vec<u8> {
 }
 
 fn bucket_value(root: u64) -> Vec<u8> {
-    let mut v = vec![0u8; 16];
-    put(&mut v, 0, 8, root);
-    v
+    BucketHeader { root, sequence: 0 }.to_bytes().to_vec()
 }
 
 /// A paged bucket whose tree is `levels` branch pages, each with two elements pointing at
@@ -1067,7 +1094,13 @@ fn inline_bomb_file(levels: usize) -> Vec<u8> {
     let ps = 4096;
     // The innermost: a bucket header and an empty leaf image.
     let mut v = vec![0u8; 32];
-    put(&mut v, 16 + 8, 2, u64::from(LEAF_PAGE_FLAG));
+    PageHeader {
+        id: 0,
+        flags: LEAF_PAGE_FLAG,
+        count: 0,
+        overflow: 0,
+    }
+    .write(&mut v[BUCKET_HEADER_SIZE..]);
     for _ in 0..levels {
         let mut data = b"k".to_vec();
         data.extend(&v);
@@ -1215,12 +1248,12 @@ fn many_buckets_sharing_a_huge_name_stay_small() {
         ));
     }
     let n: usize = 2000;
-    let span = (16 + 16 * n + 17).div_ceil(ps);
+    let span = (NodeView::element_offset(n) + 17).div_ceil(ps);
     let elems = vec![[BUCKET, 1, 16]; n];
     let mut data = b"x".to_vec();
     data.extend(bucket_value(1));
     let mut big = synth_page(2 + depth, LEAF_PAGE_FLAG, &elems, false, &data, span * ps);
-    put(&mut big, 12, 4, span as u64 - 1);
+    put(&mut big, OVERFLOW_OFFSET, 4, span as u64 - 1);
     pages.extend(big.chunks(ps).map(<[u8]>::to_vec));
     let o = within(Duration::from_secs(60), "huge names", move || {
         exercise(synth_file(ps, pages), Depth::Full, &[])

@@ -27,8 +27,7 @@
 use serde::Serialize;
 
 use crate::format::bucket::{BucketHeader, inline_page};
-use crate::format::element::{BRANCH_ELEMENT_SIZE, LEAF_ELEMENT_SIZE, NodeView};
-use crate::format::page::PAGE_HEADER_SIZE;
+use crate::format::element::NodeView;
 use crate::reader::Db;
 use crate::reader::node::Node;
 use crate::reader::reach::PageMap;
@@ -90,7 +89,7 @@ impl BucketStats {
         let count = view.count();
         if view.is_leaf() {
             self.key_n += count as u64;
-            let used = leaf_used(view);
+            let used = view.used_bytes();
             if inline {
                 self.inline_bucket_inuse += used;
             } else {
@@ -100,7 +99,7 @@ impl BucketStats {
             }
         } else {
             self.branch_page_n += 1;
-            self.branch_inuse += branch_used(view);
+            self.branch_inuse += view.used_bytes();
             self.branch_overflow_n += u64::from(view.header.overflow);
         }
         self.depth = self.depth.max(depth as u64 + 1);
@@ -120,34 +119,6 @@ impl BucketStats {
 /// `part / whole` in percent, rounded to 0.01; `None` when `whole` is 0.
 pub fn pct(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| (part as f64 * 10000.0 / whole as f64).round() / 100.0)
-}
-
-/// Go's leaf `used`: header, all element headers, and the end of the last key/value.
-fn leaf_used(view: &NodeView<'_>) -> u64 {
-    let count = view.count();
-    let mut used = PAGE_HEADER_SIZE as u64;
-    if count > 0 {
-        used += (LEAF_ELEMENT_SIZE * (count - 1)) as u64;
-        // NodeView::new checked that the element array fits, so this read succeeds.
-        if let Ok(e) = view.leaf_raw(count - 1) {
-            used += u64::from(e.pos.wrapping_add(e.ksize).wrapping_add(e.vsize));
-        }
-    }
-    used
-}
-
-/// Go's branch `used`. Go indexes element `count-1` unconditionally (a `uint16` underflow on
-/// an empty branch page, which bbolt never writes); we count only the header then.
-fn branch_used(view: &NodeView<'_>) -> u64 {
-    let count = view.count();
-    let mut used = PAGE_HEADER_SIZE as u64;
-    if count > 0 {
-        used += (BRANCH_ELEMENT_SIZE * (count - 1)) as u64;
-        if let Ok(e) = view.branch_raw(count - 1) {
-            used += u64::from(e.pos.wrapping_add(e.ksize));
-        }
-    }
-    used
 }
 
 /// One bucket's figures.
@@ -432,9 +403,9 @@ mod tests {
         let p = leaf_page(3, &[(0, b"a", b"xy"), (0, b"bc", b"")], 4096);
         let v = NodeView::new(&p).unwrap();
         // 16 header + 2*16 elements + 3 + 2 bytes of keys and values.
-        assert_eq!(leaf_used(&v), 16 + 32 + 5);
+        assert_eq!(v.used_bytes(), 16 + 32 + 5);
         let empty = leaf_page(3, &[], 4096);
-        assert_eq!(leaf_used(&NodeView::new(&empty).unwrap()), 16);
+        assert_eq!(NodeView::new(&empty).unwrap().used_bytes(), 16);
         let mut s = BucketStats::default();
         s.add_page(&v, true, 0);
         assert_eq!(

@@ -1,4 +1,4 @@
-//! Little-endian loads at arbitrary (unaligned) offsets. Keys and values sit at any byte in a
+//! Little-endian loads and stores at arbitrary (unaligned) offsets. Keys and values sit at any byte in a
 //! page, so nothing here assumes alignment.
 
 /// `len` bytes at `off`, or `None` when they do not fit (overflow-safe).
@@ -20,6 +20,23 @@ pub fn u32_at(b: &[u8], off: usize) -> Option<u32> {
 #[inline]
 pub fn u64_at(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(slice(b, off, 8)?.try_into().ok()?))
+}
+
+/// Little-endian stores, the writers' side of the loads above. `b` must hold the field:
+/// encoders size their buffers from the same layout constants, so a short one is a bug.
+#[inline]
+pub fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+#[inline]
+pub fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+#[inline]
+pub fn put_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
 
 #[cfg(test)]

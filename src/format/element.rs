@@ -5,15 +5,65 @@
 //! the page. A [`NodeView`] works the same over a page in the file and over an inline
 //! bucket's page image inside a value.
 
-use super::bytes::{slice, u32_at, u64_at};
-use super::page::{PAGE_HEADER_SIZE, PageHeader, PageKind};
-use super::{FormatError, PageId};
+use super::bytes::{put_u32, put_u64, slice, u32_at, u64_at};
+use super::page::{BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG, PAGE_HEADER_SIZE, PageHeader, PageKind};
+use super::{Field, FormatError, PageId};
 
 /// `leafPageElementSize` and `branchPageElementSize` (page.go).
 pub const LEAF_ELEMENT_SIZE: usize = 16;
 pub const BRANCH_ELEMENT_SIZE: usize = 16;
 /// `minKeysPerPage` (page.go): bbolt never splits below two keys a page.
 pub const MIN_KEYS_PER_PAGE: usize = 2;
+
+/// Field offsets of `leafPageElement` (page.go): `flags, pos, ksize, vsize uint32`.
+const LEAF_FLAGS: usize = 0;
+const LEAF_POS: usize = 4;
+const LEAF_KSIZE: usize = 8;
+const LEAF_VSIZE: usize = 12;
+/// Field offsets of `branchPageElement` (page.go): `pos, ksize uint32; pgid pgid`.
+const BRANCH_POS: usize = 0;
+const BRANCH_KSIZE: usize = 4;
+const BRANCH_CHILD: usize = 8;
+/// The elements' fields, in order, relative to the element.
+pub const LEAF_ELEMENT_FIELDS: [Field; 4] = [
+    Field {
+        name: "flags",
+        offset: LEAF_FLAGS,
+        width: 4,
+    },
+    Field {
+        name: "pos",
+        offset: LEAF_POS,
+        width: 4,
+    },
+    Field {
+        name: "ksize",
+        offset: LEAF_KSIZE,
+        width: 4,
+    },
+    Field {
+        name: "vsize",
+        offset: LEAF_VSIZE,
+        width: 4,
+    },
+];
+pub const BRANCH_ELEMENT_FIELDS: [Field; 3] = [
+    Field {
+        name: "pos",
+        offset: BRANCH_POS,
+        width: 4,
+    },
+    Field {
+        name: "ksize",
+        offset: BRANCH_KSIZE,
+        width: 4,
+    },
+    Field {
+        name: "child",
+        offset: BRANCH_CHILD,
+        width: 8,
+    },
+];
 
 /// The raw fields of a leaf element, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +80,48 @@ pub struct BranchElementRaw {
     pub pos: u32,
     pub ksize: u32,
     pub child: PageId,
+}
+
+impl LeafElementRaw {
+    /// The element stored at `page[at..at + 16]`.
+    pub fn parse(page: &[u8], at: usize) -> Result<LeafElementRaw, FormatError> {
+        let f = |o: usize| {
+            u32_at(page, at + o).ok_or_else(|| FormatError::new(at, "element cut short"))
+        };
+        Ok(LeafElementRaw {
+            flags: f(LEAF_FLAGS)?,
+            pos: f(LEAF_POS)?,
+            ksize: f(LEAF_KSIZE)?,
+            vsize: f(LEAF_VSIZE)?,
+        })
+    }
+
+    /// Store the element at `page[at..at + 16]`.
+    pub fn write(&self, page: &mut [u8], at: usize) {
+        put_u32(page, at + LEAF_FLAGS, self.flags);
+        put_u32(page, at + LEAF_POS, self.pos);
+        put_u32(page, at + LEAF_KSIZE, self.ksize);
+        put_u32(page, at + LEAF_VSIZE, self.vsize);
+    }
+}
+
+impl BranchElementRaw {
+    /// The element stored at `page[at..at + 16]`.
+    pub fn parse(page: &[u8], at: usize) -> Result<BranchElementRaw, FormatError> {
+        let short = || FormatError::new(at, "element cut short");
+        Ok(BranchElementRaw {
+            pos: u32_at(page, at + BRANCH_POS).ok_or_else(short)?,
+            ksize: u32_at(page, at + BRANCH_KSIZE).ok_or_else(short)?,
+            child: u64_at(page, at + BRANCH_CHILD).ok_or_else(short)?,
+        })
+    }
+
+    /// Store the element at `page[at..at + 16]`.
+    pub fn write(&self, page: &mut [u8], at: usize) {
+        put_u32(page, at + BRANCH_POS, self.pos);
+        put_u32(page, at + BRANCH_KSIZE, self.ksize);
+        put_u64(page, at + BRANCH_CHILD, self.child);
+    }
 }
 
 /// A leaf entry: a key and its value (or a sub-bucket when `flags & BUCKET_LEAF_FLAG`).
@@ -115,27 +207,38 @@ impl<'a> NodeView<'a> {
         Ok(Self::element_offset(i))
     }
 
+    /// Bytes in use as Go's `Bucket.Stats` counts them (bucket.go: `LeafInuse`,
+    /// `BranchInuse`): the header, all element headers but the last, and the end of the
+    /// last element's data (`pos + ksize (+ vsize)`, measured from that element). Go indexes
+    /// element `count-1` unconditionally (a `uint16` underflow on an empty branch page,
+    /// which bbolt never writes); an empty page counts only its header here.
+    pub fn used_bytes(&self) -> u64 {
+        let count = self.count();
+        let mut used = PAGE_HEADER_SIZE as u64;
+        if count == 0 {
+            return used;
+        }
+        // `new` checked that the element array fits, so these reads succeed.
+        if self.is_leaf() {
+            used += (LEAF_ELEMENT_SIZE * (count - 1)) as u64;
+            if let Ok(e) = self.leaf_raw(count - 1) {
+                used += u64::from(e.pos.wrapping_add(e.ksize).wrapping_add(e.vsize));
+            }
+        } else {
+            used += (BRANCH_ELEMENT_SIZE * (count - 1)) as u64;
+            if let Ok(e) = self.branch_raw(count - 1) {
+                used += u64::from(e.pos.wrapping_add(e.ksize));
+            }
+        }
+        used
+    }
+
     pub fn leaf_raw(&self, i: usize) -> Result<LeafElementRaw, FormatError> {
-        let at = self.check_index(i)?;
-        let f = |o: usize| {
-            u32_at(self.data, at + o).ok_or_else(|| FormatError::new(at, "element cut short"))
-        };
-        Ok(LeafElementRaw {
-            flags: f(0)?,
-            pos: f(4)?,
-            ksize: f(8)?,
-            vsize: f(12)?,
-        })
+        LeafElementRaw::parse(self.data, self.check_index(i)?)
     }
 
     pub fn branch_raw(&self, i: usize) -> Result<BranchElementRaw, FormatError> {
-        let at = self.check_index(i)?;
-        let short = || FormatError::new(at, "element cut short");
-        Ok(BranchElementRaw {
-            pos: u32_at(self.data, at).ok_or_else(short)?,
-            ksize: u32_at(self.data, at + 4).ok_or_else(short)?,
-            child: u64_at(self.data, at + 8).ok_or_else(short)?,
-        })
+        BranchElementRaw::parse(self.data, self.check_index(i)?)
     }
 
     pub fn leaf(&self, i: usize) -> Result<LeafElement<'a>, FormatError> {
@@ -186,30 +289,122 @@ impl<'a> NodeView<'a> {
     }
 }
 
+fn count16(n: usize) -> u16 {
+    // `node.write` panics at >= 0xFFFF elements; the builders split long before that.
+    assert!(n < 0xFFFF, "{n} elements in one page");
+    n as u16
+}
+
+/// Bytes a leaf node of these elements takes (`node.size`, node.go): header, elements, data.
+pub fn leaf_node_size<'e>(elements: impl IntoIterator<Item = LeafElement<'e>>) -> usize {
+    PAGE_HEADER_SIZE
+        + elements
+            .into_iter()
+            .map(|e| LEAF_ELEMENT_SIZE + e.key.len() + e.value.len())
+            .sum::<usize>()
+}
+
+/// Encode a leaf page (`node.write`, node.go) into `page`, which holds the whole logical
+/// page and is zeroed past the data: the header (id, overflow), the elements, then each
+/// element's key and value, with `pos` measured from the element. Also an inline bucket's
+/// page image (id 0, overflow 0).
+pub fn write_leaf_node<'e>(
+    page: &mut [u8],
+    id: PageId,
+    overflow: u32,
+    elements: impl ExactSizeIterator<Item = LeafElement<'e>>,
+) {
+    let count = count16(elements.len());
+    PageHeader {
+        id,
+        flags: LEAF_PAGE_FLAG,
+        count,
+        overflow,
+    }
+    .write(page);
+    let mut data = PAGE_HEADER_SIZE + usize::from(count) * LEAF_ELEMENT_SIZE;
+    for (i, e) in elements.enumerate() {
+        let at = NodeView::element_offset(i);
+        LeafElementRaw {
+            flags: e.flags,
+            pos: (data - at) as u32,
+            ksize: e.key.len() as u32,
+            vsize: e.value.len() as u32,
+        }
+        .write(page, at);
+        page[data..data + e.key.len()].copy_from_slice(e.key);
+        data += e.key.len();
+        page[data..data + e.value.len()].copy_from_slice(e.value);
+        data += e.value.len();
+    }
+}
+
+/// Encode a branch page (`node.write`, node.go): header, elements, then each child's key.
+pub fn write_branch_node<'e>(
+    page: &mut [u8],
+    id: PageId,
+    overflow: u32,
+    elements: impl ExactSizeIterator<Item = BranchElement<'e>>,
+) {
+    let count = count16(elements.len());
+    PageHeader {
+        id,
+        flags: BRANCH_PAGE_FLAG,
+        count,
+        overflow,
+    }
+    .write(page);
+    let mut data = PAGE_HEADER_SIZE + usize::from(count) * BRANCH_ELEMENT_SIZE;
+    for (i, e) in elements.enumerate() {
+        let at = NodeView::element_offset(i);
+        BranchElementRaw {
+            pos: (data - at) as u32,
+            ksize: e.key.len() as u32,
+            child: e.child,
+        }
+        .write(page, at);
+        page[data..data + e.key.len()].copy_from_slice(e.key);
+        data += e.key.len();
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::format::page::{BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG};
+    use crate::format::page::BRANCH_PAGE_FLAG;
 
     /// A leaf page image laid out as Go's `node.write` does.
     pub fn leaf_page(id: u64, entries: &[(u32, &[u8], &[u8])], size: usize) -> Vec<u8> {
         let mut p = vec![0u8; size];
-        p[0..8].copy_from_slice(&id.to_le_bytes());
-        p[8..10].copy_from_slice(&LEAF_PAGE_FLAG.to_le_bytes());
-        p[10..12].copy_from_slice(&(entries.len() as u16).to_le_bytes());
-        let mut data = PAGE_HEADER_SIZE + entries.len() * 16;
-        for (i, (flags, k, v)) in entries.iter().enumerate() {
-            let at = PAGE_HEADER_SIZE + i * 16;
-            p[at..at + 4].copy_from_slice(&flags.to_le_bytes());
-            p[at + 4..at + 8].copy_from_slice(&((data - at) as u32).to_le_bytes());
-            p[at + 8..at + 12].copy_from_slice(&(k.len() as u32).to_le_bytes());
-            p[at + 12..at + 16].copy_from_slice(&(v.len() as u32).to_le_bytes());
-            p[data..data + k.len()].copy_from_slice(k);
-            data += k.len();
-            p[data..data + v.len()].copy_from_slice(v);
-            data += v.len();
-        }
+        let elements = entries
+            .iter()
+            .map(|&(flags, key, value)| LeafElement { flags, key, value });
+        write_leaf_node(&mut p, id, 0, elements);
         p
+    }
+
+    #[test]
+    fn branch_nodes_read_back() {
+        let keys: [&[u8]; 2] = [b"a", b"mm"];
+        let mut p = vec![0u8; 128];
+        let elements = keys
+            .iter()
+            .zip([5u64, 9])
+            .map(|(key, child)| BranchElement { key, child });
+        write_branch_node(&mut p, 4, 0, elements);
+        let n = NodeView::new(&p).unwrap();
+        assert_eq!((n.header.id, n.is_leaf(), n.count()), (4, false, 2));
+        assert_eq!(
+            n.branch(1).unwrap(),
+            BranchElement {
+                key: b"mm",
+                child: 9
+            }
+        );
+        let raw = n.branch_raw(0).unwrap();
+        let mut again = [0u8; 16];
+        raw.write(&mut again, 0);
+        assert_eq!(&again, &p[16..32]);
     }
 
     #[test]

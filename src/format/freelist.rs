@@ -1,7 +1,7 @@
 //! The freelist page: a sorted array of free page ids (bb136 `freelist.go: read/write`).
 
-use super::bytes::u64_at;
-use super::page::{PAGE_HEADER_SIZE, PageHeader};
+use super::bytes::{put_u64, u64_at};
+use super::page::{FREELIST_PAGE_FLAG, PAGE_HEADER_SIZE, PageHeader};
 use super::{FormatError, PageId};
 
 /// `count` value meaning "the real count is the first u64 of the data" (freelist.go `read`).
@@ -55,9 +55,56 @@ impl<'a> FreelistView<'a> {
     }
 }
 
+/// Bytes a freelist page of `n` ids takes (`freelist.size`, freelist.go): with `n` at or
+/// above the escape, one more u64 holds the count.
+pub fn freelist_size(n: usize) -> usize {
+    let escape = usize::from(n >= usize::from(FREELIST_COUNT_ESCAPE));
+    PAGE_HEADER_SIZE + 8 * (n + escape)
+}
+
+/// Encode a freelist page (`freelist.write`, freelist.go) of the sorted `ids` into `page`
+/// (at least [`freelist_size`] bytes, zeroed): `count` in the header, or the 0xFFFF escape
+/// and the real count in the first u64.
+pub fn write_freelist(page: &mut [u8], id: PageId, ids: &[PageId]) {
+    let escaped = ids.len() >= usize::from(FREELIST_COUNT_ESCAPE);
+    PageHeader {
+        id,
+        flags: FREELIST_PAGE_FLAG,
+        count: if escaped {
+            FREELIST_COUNT_ESCAPE
+        } else {
+            ids.len() as u16
+        },
+        overflow: 0,
+    }
+    .write(page);
+    let mut at = PAGE_HEADER_SIZE;
+    if escaped {
+        put_u64(page, at, ids.len() as u64);
+        at += 8;
+    }
+    for &pid in ids {
+        put_u64(page, at, pid);
+        at += 8;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_freelists_read_back() {
+        for n in [0usize, 3, 0xFFFE, 0xFFFF, 70000] {
+            let ids: Vec<PageId> = (2..2 + n as u64).collect();
+            let mut p = vec![0u8; freelist_size(n)];
+            write_freelist(&mut p, 5, &ids);
+            let h = PageHeader::parse(&p).unwrap();
+            assert_eq!((h.id, h.flags), (5, FREELIST_PAGE_FLAG));
+            let f = FreelistView::parse(&h, &p).unwrap();
+            assert!(f.ids().eq(ids.iter().copied()), "{n} ids");
+        }
+    }
 
     #[test]
     fn count_escape() {

@@ -2,7 +2,7 @@
 
 use super::PageId;
 use super::bucket::BucketHeader;
-use super::bytes::{u32_at, u64_at};
+use super::bytes::{put_u32, put_u64, u32_at, u64_at};
 use super::page::{META_PAGE_FLAG, PAGE_HEADER_SIZE, PageHeader};
 
 /// `magic` (db.go).
@@ -14,6 +14,16 @@ pub const PGID_NO_FREELIST: PageId = u64::MAX;
 /// The meta struct starts right after the page header and is 64 bytes long.
 pub const META_OFFSET: usize = PAGE_HEADER_SIZE;
 pub const META_SIZE: usize = 64;
+/// Field offsets inside `type meta` (db.go): `magic, version, pageSize, flags uint32;
+/// root bucket (root pgid, sequence uint64); freelist, pgid pgid; txid txid; checksum`.
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = 4;
+const PAGE_SIZE_AT: usize = 8;
+const FLAGS_AT: usize = 12;
+const ROOT_AT: usize = 16;
+const FREELIST_AT: usize = 32;
+const PGID_AT: usize = 40;
+const TXID_AT: usize = 48;
 /// The checksum covers the meta struct up to its `checksum` field (`meta.sum64`, db.go).
 const CHECKSUM_OFFSET: usize = 56;
 /// Smallest and largest page sizes we accept. bbolt does not bound the page size, but a page
@@ -29,6 +39,89 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// What a writer puts into a meta page; the magic, version and checksum follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaFields {
+    pub page_size: u32,
+    pub flags: u32,
+    pub root: BucketHeader,
+    pub freelist: PageId,
+    pub pgid: PageId,
+    pub txid: u64,
+}
+
+/// Encode meta page `id` (0 or 1) into `page` (at least [`META_OFFSET`] + [`META_SIZE`]
+/// bytes, zeroed): `meta.write` and `meta.sum64` (db.go). The checksum is FNV-1a over the
+/// meta struct before its `checksum` field.
+pub fn write_meta_page(page: &mut [u8], id: PageId, m: &MetaFields) {
+    PageHeader {
+        id,
+        flags: META_PAGE_FLAG,
+        count: 0,
+        overflow: 0,
+    }
+    .write(page);
+    let meta = &mut page[META_OFFSET..META_OFFSET + META_SIZE];
+    put_u32(meta, MAGIC_AT, MAGIC);
+    put_u32(meta, VERSION_AT, VERSION);
+    put_u32(meta, PAGE_SIZE_AT, m.page_size);
+    put_u32(meta, FLAGS_AT, m.flags);
+    m.root.write(&mut meta[ROOT_AT..]);
+    put_u64(meta, FREELIST_AT, m.freelist);
+    put_u64(meta, PGID_AT, m.pgid);
+    put_u64(meta, TXID_AT, m.txid);
+    let sum = fnv1a64(&meta[..CHECKSUM_OFFSET]);
+    put_u64(meta, CHECKSUM_OFFSET, sum);
+}
+
+/// Recompute the checksum of the meta page at `page[0..]` after its fields were changed
+/// in place (tests and damage builders: a meta that is wrong yet checksums right).
+pub fn reseal_meta_page(page: &mut [u8]) {
+    let meta = &mut page[META_OFFSET..META_OFFSET + META_SIZE];
+    let sum = fnv1a64(&meta[..CHECKSUM_OFFSET]);
+    put_u64(meta, CHECKSUM_OFFSET, sum);
+}
+
+/// A meta field by name, for tests and damage builders that change one field in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaField {
+    Magic,
+    Version,
+    PageSize,
+    Flags,
+    Root,
+    Freelist,
+    Pgid,
+    Txid,
+    Checksum,
+}
+
+impl MetaField {
+    /// The field's offset from the start of the meta page.
+    pub const fn offset(self) -> usize {
+        META_OFFSET
+            + match self {
+                MetaField::Magic => MAGIC_AT,
+                MetaField::Version => VERSION_AT,
+                MetaField::PageSize => PAGE_SIZE_AT,
+                MetaField::Flags => FLAGS_AT,
+                MetaField::Root => ROOT_AT,
+                MetaField::Freelist => FREELIST_AT,
+                MetaField::Pgid => PGID_AT,
+                MetaField::Txid => TXID_AT,
+                MetaField::Checksum => CHECKSUM_OFFSET,
+            }
+    }
+
+    /// The field's width in bytes.
+    pub const fn width(self) -> usize {
+        match self {
+            MetaField::Magic | MetaField::Version | MetaField::PageSize | MetaField::Flags => 4,
+            _ => 8,
+        }
+    }
 }
 
 /// A decoded meta page. Small and `Copy`: read once at open.
@@ -81,20 +174,19 @@ impl Meta {
         let body = b
             .get(META_OFFSET..META_OFFSET + CHECKSUM_OFFSET)
             .ok_or(MetaError::Truncated)?;
+        let root =
+            BucketHeader::parse(&b[META_OFFSET + ROOT_AT..]).map_err(|_| MetaError::Truncated)?;
         Ok(Meta {
             header,
-            magic: m(0)?,
-            version: m(4)?,
-            page_size: m(8)?,
-            flags: m(12)?,
-            root: BucketHeader {
-                root: q(16)?,
-                sequence: q(24)?,
-            },
-            freelist: q(32)?,
-            pgid: q(40)?,
-            txid: q(48)?,
-            checksum: q(56)?,
+            magic: m(MAGIC_AT)?,
+            version: m(VERSION_AT)?,
+            page_size: m(PAGE_SIZE_AT)?,
+            flags: m(FLAGS_AT)?,
+            root,
+            freelist: q(FREELIST_AT)?,
+            pgid: q(PGID_AT)?,
+            txid: q(TXID_AT)?,
+            checksum: q(CHECKSUM_OFFSET)?,
             computed_checksum: fnv1a64(body),
         })
     }
@@ -148,18 +240,28 @@ mod tests {
         txid: u64,
     ) -> Vec<u8> {
         let mut b = vec![0u8; page_size as usize];
-        b[0..8].copy_from_slice(&id.to_le_bytes());
-        b[8..10].copy_from_slice(&META_PAGE_FLAG.to_le_bytes());
-        b[16..20].copy_from_slice(&MAGIC.to_le_bytes());
-        b[20..24].copy_from_slice(&VERSION.to_le_bytes());
-        b[24..28].copy_from_slice(&page_size.to_le_bytes());
-        b[32..40].copy_from_slice(&root.to_le_bytes());
-        b[48..56].copy_from_slice(&freelist.to_le_bytes());
-        b[56..64].copy_from_slice(&pgid.to_le_bytes());
-        b[64..72].copy_from_slice(&txid.to_le_bytes());
-        let sum = fnv1a64(&b[16..72]);
-        b[72..80].copy_from_slice(&sum.to_le_bytes());
+        let fields = MetaFields {
+            page_size,
+            flags: 0,
+            root: BucketHeader { root, sequence: 0 },
+            freelist,
+            pgid,
+            txid,
+        };
+        write_meta_page(&mut b, id, &fields);
         b
+    }
+
+    #[test]
+    fn written_fields_sit_where_go_puts_them() {
+        let b = meta_bytes(1, 4096, 3, 2, 4, 9);
+        // Offsets of bb136's meta struct, counted by hand from db.go.
+        assert_eq!(&b[16..20], &MAGIC.to_le_bytes());
+        assert_eq!(&b[32..40], &3u64.to_le_bytes());
+        assert_eq!(&b[64..72], &9u64.to_le_bytes());
+        assert_eq!(MetaField::Checksum.offset(), 72);
+        let m = Meta::parse(&b).unwrap();
+        assert_eq!(m.checksum, m.computed_checksum);
     }
 
     #[test]

@@ -18,6 +18,16 @@ use std::borrow::Cow;
 /// A page id: page `n` starts at byte `n * page_size` (Go: `pgid`, `page.go`).
 pub type PageId = u64;
 
+/// One fixed-width field of an on-disk record: its name, byte offset in the record, and
+/// width. The tables of them (`page::HEADER_FIELDS`, `element::LEAF_ELEMENT_FIELDS`, ...)
+/// let tests and damage builders name a field instead of repeating its offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub offset: usize,
+    pub width: usize,
+}
+
 /// A malformed structure inside one page or value: `offset` is relative to the start of the
 /// bytes the view was made from; the reader turns it into a file offset.
 #[derive(Debug, Clone, PartialEq, Eq)]

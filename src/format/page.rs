@@ -1,10 +1,39 @@
 //! The 16-byte page header and page types (Go: `type page`, bb136 `page.go`).
 
-use super::bytes::{u16_at, u32_at, u64_at};
-use super::{FormatError, PageId};
+use super::bytes::{put_u16, put_u32, put_u64, u16_at, u32_at, u64_at};
+use super::{Field, FormatError, PageId};
 
 /// Size of the header at the start of every logical page (`pageHeaderSize`, page.go).
 pub const PAGE_HEADER_SIZE: usize = 16;
+/// Field offsets of `type page` (page.go): `id pgid; flags uint16; count uint16;
+/// overflow uint32`, then the elements (`ptr`).
+pub const ID_OFFSET: usize = 0;
+pub const FLAGS_OFFSET: usize = 8;
+pub const COUNT_OFFSET: usize = 10;
+pub const OVERFLOW_OFFSET: usize = 12;
+/// The header's fields, in order.
+pub const HEADER_FIELDS: [Field; 4] = [
+    Field {
+        name: "id",
+        offset: ID_OFFSET,
+        width: 8,
+    },
+    Field {
+        name: "flags",
+        offset: FLAGS_OFFSET,
+        width: 2,
+    },
+    Field {
+        name: "count",
+        offset: COUNT_OFFSET,
+        width: 2,
+    },
+    Field {
+        name: "overflow",
+        offset: OVERFLOW_OFFSET,
+        width: 4,
+    },
+];
 
 /// Page type flags (page.go). A page holds exactly one of them (bbolt >= 1.3.7 asserts it).
 pub const BRANCH_PAGE_FLAG: u16 = 0x01;
@@ -71,11 +100,19 @@ impl PageHeader {
     pub fn parse(b: &[u8]) -> Result<PageHeader, FormatError> {
         let short = || FormatError::new(0, "page header is cut short");
         Ok(PageHeader {
-            id: u64_at(b, 0).ok_or_else(short)?,
-            flags: u16_at(b, 8).ok_or_else(short)?,
-            count: u16_at(b, 10).ok_or_else(short)?,
-            overflow: u32_at(b, 12).ok_or_else(short)?,
+            id: u64_at(b, ID_OFFSET).ok_or_else(short)?,
+            flags: u16_at(b, FLAGS_OFFSET).ok_or_else(short)?,
+            count: u16_at(b, COUNT_OFFSET).ok_or_else(short)?,
+            overflow: u32_at(b, OVERFLOW_OFFSET).ok_or_else(short)?,
         })
+    }
+
+    /// Store the header at `b[0..16]`.
+    pub fn write(&self, b: &mut [u8]) {
+        put_u64(b, ID_OFFSET, self.id);
+        put_u16(b, FLAGS_OFFSET, self.flags);
+        put_u16(b, COUNT_OFFSET, self.count);
+        put_u32(b, OVERFLOW_OFFSET, self.overflow);
     }
 
     pub fn kind(&self) -> PageKind {
@@ -100,6 +137,9 @@ mod tests {
         b[10] = 3;
         b[12] = 1;
         let h = PageHeader::parse(&b).unwrap();
+        let mut again = [0u8; 16];
+        h.write(&mut again);
+        assert_eq!(again, b, "write is parse's inverse");
         assert_eq!(
             (h.id, h.kind(), h.count, h.span()),
             (7, PageKind::Leaf, 3, 2)

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::etcd::KEY_BUCKET;
 use crate::etcd::compaction::CompactionPlan;
 use crate::format::PageId;
-use crate::format::bucket::{BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG};
+use crate::format::bucket::{BUCKET_LEAF_FLAG, BucketHeader, inline_bucket_value};
 use crate::format::meta::PGID_NO_FREELIST;
 use crate::format::page::PAGE_HEADER_SIZE;
 use crate::reader::{Bucket, Db, OpenOptions};
@@ -21,9 +21,7 @@ pub use super::digest::{ContentDigest, content_digest, expected_digest, verify};
 use super::digest::{DigestFeed, DigestRec};
 pub use super::output::Perms;
 use super::output::{AtomicFile, WRITE_BEHIND_STEP, spawn_write_behind};
-use super::pages::{
-    LeafItem, MetaFields, PageSink, leaf_size, meta_page, write_empty_freelist, write_leaf,
-};
+use super::pages::{LeafItem, MetaFields, PageSink, meta_page, write_empty_freelist};
 use super::tree::TreeBuilder;
 
 /// Whether the copy persists a freelist page.
@@ -257,10 +255,8 @@ impl<'a, W: Write> Writer<'a, W> {
                 }
             }
         }
-        let mut v = vec![0u8; BUCKET_HEADER_SIZE + leaf_size(&items)];
-        v[8..16].copy_from_slice(&b.sequence().to_le_bytes());
-        write_leaf(&mut v[BUCKET_HEADER_SIZE..], 0, 0, &items);
-        Ok(Some(v))
+        let elements = items.iter().map(LeafItem::element);
+        Ok(Some(inline_bucket_value(b.sequence(), elements)))
     }
 
     fn bucket(&mut self, path: &mut Vec<&'a [u8]>, b: Bucket<'a>) -> Result<PageId> {
@@ -293,23 +289,23 @@ impl<'a, W: Write> Writer<'a, W> {
                         .t
                         .presized_key_bucket
                         .filter(|_| self.sink.plan_only && path[..] == [KEY_BUCKET]);
+                    let header = |root| {
+                        BucketHeader {
+                            root,
+                            sequence: sub.sequence(),
+                        }
+                        .to_bytes()
+                        .to_vec()
+                    };
                     let value = match presized {
                         Some(ps) => {
                             self.keys += ps.keys;
                             self.dropped += ps.dropped;
-                            let root = self.sink.skip(ps.pages);
-                            let mut v = root.to_le_bytes().to_vec();
-                            v.extend_from_slice(&sub.sequence().to_le_bytes());
-                            v
+                            header(self.sink.skip(ps.pages))
                         }
                         None => match self.inline_value(path, sub)? {
                             Some(v) => v,
-                            None => {
-                                let root = self.bucket(path, sub)?;
-                                let mut v = root.to_le_bytes().to_vec();
-                                v.extend_from_slice(&sub.sequence().to_le_bytes());
-                                v
-                            }
+                            None => header(self.bucket(path, sub)?),
                         },
                     };
                     path.pop();
@@ -443,8 +439,11 @@ fn copy_with<'a, W: Write>(
     let txid = db.meta().txid.max(1);
     let m = MetaFields {
         page_size,
-        root,
-        root_sequence: db.meta().root.sequence,
+        flags: 0,
+        root: BucketHeader {
+            root,
+            sequence: db.meta().root.sequence,
+        },
         freelist: freelist_id,
         pgid,
         txid,

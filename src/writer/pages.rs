@@ -4,11 +4,13 @@
 use std::io::Write;
 
 use crate::format::PageId;
-use crate::format::element::{BRANCH_ELEMENT_SIZE, LEAF_ELEMENT_SIZE};
-use crate::format::meta::{MAGIC, META_OFFSET, VERSION, fnv1a64};
-use crate::format::page::{
-    BRANCH_PAGE_FLAG, FREELIST_PAGE_FLAG, LEAF_PAGE_FLAG, META_PAGE_FLAG, PAGE_HEADER_SIZE,
+use crate::format::element::{
+    BRANCH_ELEMENT_SIZE, BranchElement, LEAF_ELEMENT_SIZE, LeafElement, leaf_node_size,
+    write_branch_node, write_leaf_node,
 };
+use crate::format::freelist::write_freelist;
+pub use crate::format::meta::MetaFields;
+use crate::format::meta::write_meta_page;
 
 /// A leaf element waiting to be written: borrowed from the source where possible.
 #[derive(Debug, Clone)]
@@ -22,6 +24,15 @@ impl LeafItem<'_> {
     /// Bytes this element adds to a node (`leafPageElementSize + len(key) + len(value)`).
     pub fn size(&self) -> usize {
         LEAF_ELEMENT_SIZE + self.key.len() + self.value.len()
+    }
+
+    /// The element as the format encodes it.
+    pub fn element(&self) -> LeafElement<'_> {
+        LeafElement {
+            flags: self.flags,
+            key: self.key,
+            value: &self.value,
+        }
     }
 }
 
@@ -41,84 +52,32 @@ impl BranchItem<&[u8]> {
 
 /// Node size as Go computes it (`node.size`): header plus elements plus data.
 pub fn leaf_size(items: &[LeafItem<'_>]) -> usize {
-    PAGE_HEADER_SIZE + items.iter().map(LeafItem::size).sum::<usize>()
-}
-
-fn header(buf: &mut [u8], id: PageId, flags: u16, count: u16, overflow: u32) {
-    buf[0..8].copy_from_slice(&id.to_le_bytes());
-    buf[8..10].copy_from_slice(&flags.to_le_bytes());
-    buf[10..12].copy_from_slice(&count.to_le_bytes());
-    buf[12..16].copy_from_slice(&overflow.to_le_bytes());
-}
-
-fn count16(n: usize) -> u16 {
-    // `node.write` panics at >= 0xFFFF elements; the builders split long before that.
-    assert!(n < 0xFFFF, "{n} elements in one page");
-    n as u16
+    leaf_node_size(items.iter().map(LeafItem::element))
 }
 
 /// Write a leaf page image (`id`, `overflow`) into `buf`, which is `(overflow+1)*page_size`
 /// long and zeroed past the data. Also used for inline bucket pages (id 0, overflow 0).
 pub fn write_leaf(buf: &mut [u8], id: PageId, overflow: u32, items: &[LeafItem<'_>]) {
-    header(buf, id, LEAF_PAGE_FLAG, count16(items.len()), overflow);
-    let mut data = PAGE_HEADER_SIZE + items.len() * LEAF_ELEMENT_SIZE;
-    for (i, it) in items.iter().enumerate() {
-        let at = PAGE_HEADER_SIZE + i * LEAF_ELEMENT_SIZE;
-        buf[at..at + 4].copy_from_slice(&it.flags.to_le_bytes());
-        buf[at + 4..at + 8].copy_from_slice(&((data - at) as u32).to_le_bytes());
-        buf[at + 8..at + 12].copy_from_slice(&(it.key.len() as u32).to_le_bytes());
-        buf[at + 12..at + 16].copy_from_slice(&(it.value.len() as u32).to_le_bytes());
-        buf[data..data + it.key.len()].copy_from_slice(it.key);
-        data += it.key.len();
-        buf[data..data + it.value.len()].copy_from_slice(&it.value);
-        data += it.value.len();
-    }
+    write_leaf_node(buf, id, overflow, items.iter().map(LeafItem::element));
 }
 
 pub fn write_branch(buf: &mut [u8], id: PageId, overflow: u32, items: &[BranchItem<&[u8]>]) {
-    header(buf, id, BRANCH_PAGE_FLAG, count16(items.len()), overflow);
-    let mut data = PAGE_HEADER_SIZE + items.len() * BRANCH_ELEMENT_SIZE;
-    for (i, it) in items.iter().enumerate() {
-        let at = PAGE_HEADER_SIZE + i * BRANCH_ELEMENT_SIZE;
-        buf[at..at + 4].copy_from_slice(&((data - at) as u32).to_le_bytes());
-        buf[at + 4..at + 8].copy_from_slice(&(it.key.len() as u32).to_le_bytes());
-        buf[at + 8..at + 16].copy_from_slice(&it.child.to_le_bytes());
-        buf[data..data + it.key.len()].copy_from_slice(it.key);
-        data += it.key.len();
-    }
+    let elements = items.iter().map(|it| BranchElement {
+        key: it.key,
+        child: it.child,
+    });
+    write_branch_node(buf, id, overflow, elements);
 }
 
 /// An empty freelist page (`count = 0`): the copy has no free pages.
 pub fn write_empty_freelist(buf: &mut [u8], id: PageId) {
-    header(buf, id, FREELIST_PAGE_FLAG, 0, 0);
-}
-
-/// The fields a meta page carries.
-#[derive(Debug, Clone, Copy)]
-pub struct MetaFields {
-    pub page_size: u32,
-    pub root: PageId,
-    pub root_sequence: u64,
-    pub freelist: PageId,
-    pub pgid: PageId,
-    pub txid: u64,
+    write_freelist(buf, id, &[]);
 }
 
 /// A meta page image at page `id` (0 or 1), checksum included (`meta.write`, db.go).
 pub fn meta_page(id: PageId, m: &MetaFields) -> Vec<u8> {
     let mut b = vec![0u8; m.page_size as usize];
-    header(&mut b, id, META_PAGE_FLAG, 0, 0);
-    let o = META_OFFSET;
-    b[o..o + 4].copy_from_slice(&MAGIC.to_le_bytes());
-    b[o + 4..o + 8].copy_from_slice(&VERSION.to_le_bytes());
-    b[o + 8..o + 12].copy_from_slice(&m.page_size.to_le_bytes());
-    b[o + 16..o + 24].copy_from_slice(&m.root.to_le_bytes());
-    b[o + 24..o + 32].copy_from_slice(&m.root_sequence.to_le_bytes());
-    b[o + 32..o + 40].copy_from_slice(&m.freelist.to_le_bytes());
-    b[o + 40..o + 48].copy_from_slice(&m.pgid.to_le_bytes());
-    b[o + 48..o + 56].copy_from_slice(&m.txid.to_le_bytes());
-    let sum = fnv1a64(&b[o..o + 56]);
-    b[o + 56..o + 64].copy_from_slice(&sum.to_le_bytes());
+    write_meta_page(&mut b, id, m);
     b
 }
 
@@ -239,8 +198,11 @@ mod tests {
     fn meta_validates() {
         let m = MetaFields {
             page_size: 4096,
-            root: 3,
-            root_sequence: 0,
+            flags: 0,
+            root: crate::format::bucket::BucketHeader {
+                root: 3,
+                sequence: 0,
+            },
             freelist: u64::MAX,
             pgid: 4,
             txid: 5,

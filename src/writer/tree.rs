@@ -324,8 +324,12 @@ mod tests {
             .unwrap();
         }
         let broot = t.finish(&mut sink).unwrap();
-        let mut hdr = broot.to_le_bytes().to_vec();
-        hdr.extend_from_slice(&0u64.to_le_bytes());
+        let hdr = crate::format::bucket::BucketHeader {
+            root: broot,
+            sequence: 0,
+        }
+        .to_bytes()
+        .to_vec();
         let mut r = TreeBuilder::new(ps as usize, ps as usize);
         r.push(
             &mut sink,
@@ -341,8 +345,8 @@ mod tests {
         let body = sink.finish().unwrap();
         let m = super::super::pages::MetaFields {
             page_size: ps,
-            root,
-            root_sequence: 0,
+            flags: 0,
+            root: crate::format::bucket::BucketHeader { root, sequence: 0 },
             freelist: u64::MAX,
             pgid,
             txid: 1,
