@@ -1,8 +1,10 @@
 //! boltpack: read, analyze, check and compact bbolt files (etcd's `member/snap/db` and
 //! snapshots) offline, zero-copy.
 //!
-//! Rooms, with arrows pointing one way: [`format`] (byte layouts, no I/O) <- [`reader`]
-//! (mmap, metas, pages, cursors, walks) <- [`check`], [`etcd`] <- [`report`] <- the binary.
+//! Rooms, with arrows pointing one way (`tests/layers.rs` fails on one that does not):
+//! [`format`] (byte layouts both ways, no I/O) <- [`error`] <- [`reader`] (mmap, metas,
+//! pages, cursors, walks) <- [`check`], [`etcd`] <- [`writer`] <- [`analyze`] <- [`report`]
+//! <- the binary (`src/main.rs`, `src/cmd/`). See ARCHITECTURE.md.
 
 pub mod analyze;
 pub mod check;

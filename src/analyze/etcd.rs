@@ -7,7 +7,7 @@
 //! memory grows with distinct keys, never with the file or the number of revisions.
 //!
 //! **Capacity curve in one pass.** Every entry `e` has a threshold `d(e)`: the smallest
-//! compaction revision R that removes it under etcd's rule (reference B5, the rule of
+//! compaction revision R that removes it under etcd's rule (docs/format.md B5, the rule of
 //! [`CompactionPlan::keeps`]):
 //! - a put is removed once a newer revision of the same key is <= R: `d` = the main of the
 //!   key's next entry, or never for the key's newest entry;
@@ -37,8 +37,8 @@ use crate::etcd::meta::{EtcdMeta, Revisions, key_bucket};
 use crate::etcd::{META_BUCKET, Rules};
 use crate::format::element::LEAF_ELEMENT_SIZE;
 use crate::format::page::PAGE_HEADER_SIZE;
+use crate::format::text::text_or_hex;
 use crate::reader::{Bucket, Db};
-use crate::report::text_or_hex;
 use crate::writer::compact::{Presized, Transform, inline_max, plan_copy};
 use crate::writer::tree::{ElementLen, tree_pages};
 use crate::writer::{CompactOptions, CompactSummary};
@@ -92,7 +92,7 @@ impl Default for EtcdOptions {
 /// `etcd` in `boltpack analyze --json`. Field names are stable.
 #[derive(Debug, Clone, Serialize)]
 pub struct EtcdAnalysis {
-    /// etcd's `currentRev` after a restart on this file (reference B6).
+    /// etcd's `currentRev` after a restart on this file (docs/format.md B6).
     pub current_revision: i64,
     /// etcd's `compactMainRev`: what it reports and enforces as compacted (-1: never).
     pub compacted_revision: i64,
@@ -1152,7 +1152,7 @@ mod tests {
     /// A synthetic history through the same threshold logic, against the key index rule.
     #[test]
     fn synthetic_history_matches_rule() {
-        // put foo@2, put foo@3, put baz@4, del foo@5, put foo@6, put lk@7 (B5 example).
+        // put foo@2, put foo@3, put baz@4, del foo@5, put foo@6, put lk@7 (docs/format.md B5 example).
         let ops: [(i64, &[u8], bool); 6] = [
             (2, b"foo", false),
             (3, b"foo", false),

@@ -42,9 +42,9 @@ pub mod stats;
 
 use serde::Serialize;
 
+use crate::format::text::{hex, text_or_hex};
 use crate::reader::Db;
 use crate::reader::reach::PageMap;
-use crate::report::{hex, text_or_hex};
 
 use frag::FileFigures;
 use stats::{BucketFigures, BucketStats, Stats, bucket_stats, bucket_stats_and_map};

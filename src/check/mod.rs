@@ -171,7 +171,7 @@ fn root_entries(db: &Db, out: &mut Vec<Problem>) {
                     offset: at,
                     what: format!(
                         "the root bucket holds a plain key {} (bbolt only stores buckets there)",
-                        crate::report::text_or_hex(e.key)
+                        crate::format::text::text_or_hex(e.key)
                     ),
                 });
             }

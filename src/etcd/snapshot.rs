@@ -1,4 +1,4 @@
-//! `snapshot status` for etcd snapshot files (reference B9, B7 "Other hashes"), and the
+//! `snapshot status` for etcd snapshot files (docs/format.md B9, B7 "Other hashes"), and the
 //! SHA-256 trailer that `etcdctl snapshot save` appends.
 //!
 //! etcd's `snapshot status` (3.4 `clientv3/snapshot/v3_snapshot.go: Status`; 3.6
@@ -15,6 +15,7 @@ use sha2::Digest;
 use crate::error::{Error, Result};
 use crate::etcd::keyindex::KeyIndex;
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
+use crate::format::text::hex;
 use crate::reader::{Bucket, Db};
 
 /// Length of the trailer: a SHA-256.
@@ -45,10 +46,6 @@ pub struct Trailer {
     pub computed_sha256: Option<String>,
     /// Bytes the SHA-256 covers.
     pub covered_bytes: Option<u64>,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The SHA-256 of the first `len` bytes of `file`: the trailer a copy of `len` bytes gets.

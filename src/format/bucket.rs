@@ -8,8 +8,7 @@ pub const BUCKET_HEADER_SIZE: usize = 16;
 /// Field offsets of `type bucket` (bucket.go): `root pgid; sequence uint64`.
 const ROOT_AT: usize = 0;
 const SEQUENCE_AT: usize = 8;
-/// Leaf element flag marking a sub-bucket (`bucketLeafFlag`, bucket.go).
-pub const BUCKET_LEAF_FLAG: u32 = 0x01;
+pub use super::element::BUCKET_LEAF_FLAG;
 /// Largest key `Put` accepts (`MaxKeySize`, bucket.go).
 pub const MAX_KEY_SIZE: usize = 32768;
 /// Largest value `Put` accepts (`MaxValueSize`, bucket.go).

@@ -12,6 +12,8 @@ use super::{Field, FormatError, PageId};
 /// `leafPageElementSize` and `branchPageElementSize` (page.go).
 pub const LEAF_ELEMENT_SIZE: usize = 16;
 pub const BRANCH_ELEMENT_SIZE: usize = 16;
+/// Leaf element flag marking a sub-bucket (`bucketLeafFlag`, bucket.go).
+pub const BUCKET_LEAF_FLAG: u32 = 0x01;
 /// `minKeysPerPage` (page.go): bbolt never splits below two keys a page.
 pub const MIN_KEYS_PER_PAGE: usize = 2;
 
@@ -134,7 +136,7 @@ pub struct LeafElement<'a> {
 
 impl LeafElement<'_> {
     pub fn is_bucket(&self) -> bool {
-        self.flags & super::bucket::BUCKET_LEAF_FLAG != 0
+        self.flags & BUCKET_LEAF_FLAG != 0
     }
 }
 

@@ -12,6 +12,7 @@ pub mod element;
 pub mod freelist;
 pub mod meta;
 pub mod page;
+pub mod text;
 
 use std::borrow::Cow;
 

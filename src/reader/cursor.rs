@@ -9,53 +9,10 @@ use crate::format::element::LeafElement;
 use super::db::{Db, ResidentBudget};
 use super::node::Node;
 
-/// A B+tree deeper than this is corrupt: at two keys a page it would hold 2^64 keys.
-pub const MAX_TREE_DEPTH: usize = 64;
+pub use super::limits::{Budget, MAX_TREE_DEPTH};
 
 /// A leaf entry: a key/value pair, or a sub-bucket (then `value` is its bucket value).
 pub type Entry<'a> = LeafElement<'a>;
-
-/// A bound on the work of one traversal: bytes of elements (16 each), keys and values met.
-///
-/// In a file bbolt wrote, every element, key and value has bytes of its own, except that an
-/// inline bucket's page image is also the value that holds it (and bbolt never nests inline
-/// buckets): a traversal meets at most twice the file's bytes. More means that pages or
-/// values are shared — a DAG of branch pages, a cycle through nested buckets, elements
-/// overlapping one value — which would otherwise let a small file take exponential time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    left: u64,
-}
-
-impl Budget {
-    pub fn for_db(db: &Db) -> Budget {
-        Budget {
-            left: db.file_size().saturating_mul(2).saturating_add(4096),
-        }
-    }
-
-    /// Spend the cost of an element with `key_and_value` bytes; false once it is used up.
-    pub fn spend(&mut self, key_and_value: usize) -> bool {
-        let cost = (key_and_value as u64).saturating_add(16);
-        match self.left.checked_sub(cost) {
-            Some(left) => {
-                self.left = left;
-                true
-            }
-            None => {
-                self.left = 0;
-                false
-            }
-        }
-    }
-
-    /// The message for a traversal that ran out of budget.
-    pub fn exhausted() -> &'static str {
-        "more elements, keys and values than twice the file holds: pages or values are \
-         shared (a DAG of branch pages, a cycle through nested buckets, or overlapping \
-         elements)"
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Root<'a> {
@@ -389,7 +346,7 @@ where
     while let Some(e) = cursor.next() {
         let e = e?;
         if e.is_bucket() {
-            if path.len() >= super::walk::MAX_BUCKET_DEPTH {
+            if path.len() >= super::limits::MAX_BUCKET_DEPTH {
                 let at = bucket.db.offset_of(e.value);
                 return Err(Error::corrupt(
                     bucket.db.page_at(at),

@@ -9,7 +9,6 @@ use crate::format::meta::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, Meta, MetaError};
 use crate::format::page::{PAGE_HEADER_SIZE, PageHeader, PageKind};
 
 use super::file::{Source, open_source};
-use super::node::Node;
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy)]
@@ -338,12 +337,6 @@ impl Db {
                 )
             })?;
         Ok(PageRef { id, header, data })
-    }
-
-    /// Page `id` as a branch or leaf node.
-    pub fn node(&self, id: PageId) -> Result<Node<'_>> {
-        let page = self.page(id)?;
-        Node::new(self, page.data, false)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cursor;
 pub mod db;
 pub mod file;
+pub mod limits;
 pub mod locks;
 pub mod node;
 pub mod reach;

@@ -65,3 +65,12 @@ fn located(page: PageId, base: u64, inline: bool, e: FormatError) -> Error {
     };
     Error::corrupt(page, base + e.offset as u64, what)
 }
+
+impl Db {
+    /// Page `id` as a branch or leaf node. (Here, not in `db.rs`: a node is read from a
+    /// db, and the db knows nothing of nodes.)
+    pub fn node(&self, id: PageId) -> Result<Node<'_>> {
+        let page = self.page(id)?;
+        Node::new(self, page.data, false)
+    }
+}

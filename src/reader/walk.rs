@@ -13,14 +13,10 @@ use crate::format::bucket::BucketHeader;
 use crate::format::element::{BranchElement, LeafElement};
 use crate::format::page::PageKind;
 
-use super::cursor::{Budget, MAX_TREE_DEPTH};
 use super::db::{Db, ResidentBudget};
+use super::limits::{Budget, MAX_TREE_DEPTH};
+pub use super::limits::{MAX_BUCKET_DEPTH, MAX_WALK_LEVELS};
 use super::node::Node;
-
-/// Deeper bucket nesting than this is reported, not followed (keeps recursion bounded).
-pub const MAX_BUCKET_DEPTH: usize = 128;
-/// Bound on tree levels across all nested buckets together (recursion depth of the walk).
-pub const MAX_WALK_LEVELS: usize = 512;
 
 /// Something wrong in the file, located by page and byte offset.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -487,11 +483,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
 
 /// Hex of a key, cut to 64 bytes for messages.
 pub fn hexs(b: &[u8]) -> String {
-    let mut s = crate::report::hex(&b[..b.len().min(64)]);
-    if b.len() > 64 {
-        s.push_str(&format!("…({} bytes)", b.len()));
-    }
-    s
+    crate::format::text::hex_cut(b, 64)
 }
 
 /// A bucket path for messages: names as text where printable, hex otherwise. Names are cut
@@ -505,11 +497,11 @@ pub fn show_path(path: &[&[u8]]) -> String {
         if p.len() > 64 {
             format!(
                 "{}…({} bytes)",
-                crate::report::text_or_hex(&p[..64]),
+                crate::format::text::text_or_hex(&p[..64]),
                 p.len()
             )
         } else {
-            crate::report::text_or_hex(p)
+            crate::format::text::text_or_hex(p)
         }
     };
     if path.len() <= 8 {

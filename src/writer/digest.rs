@@ -14,7 +14,7 @@ use crate::reader::node::Node;
 use crate::reader::walk::{BucketInfo, Visitor};
 use crate::reader::{Bucket, Db, visit_all};
 
-use super::compact::{Item, Transform, for_each_item};
+use super::transform::{Item, Transform, for_each_item};
 
 /// A 128-bit digest of a db's content (every bucket, sequence, key and value, in order;
 /// not the layout). It guards against writer bugs, not adversaries, so it is XXH3-128

@@ -8,6 +8,7 @@ pub mod compact;
 pub mod digest;
 pub mod output;
 pub mod pages;
+pub mod transform;
 pub mod tree;
 
 pub use compact::{CompactOptions, CompactSummary, FreelistMode, compact_to};

@@ -1,0 +1,125 @@
+//! What a copy changes on the way: the entries of each bucket after an MVCC plan and the
+//! entries set in top-level buckets, in key order. The writer and the expected-content
+//! digest both read the source through this, so they cannot disagree about what the copy
+//! holds.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::etcd::KEY_BUCKET;
+use crate::etcd::compaction::CompactionPlan;
+use crate::reader::Bucket;
+
+/// Changes applied while copying: an MVCC plan for the `key` bucket, and plain entries to
+/// set (insert or replace) in top-level buckets.
+#[derive(Default)]
+pub struct Transform<'a> {
+    pub plan: Option<&'a CompactionPlan<'a>>,
+    pub set: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// `plan_copy` only: the `key` bucket's layout, already counted, so it is not
+    /// walked (`analyze` sizes many compaction candidates from one pass over it).
+    pub presized_key_bucket: Option<Presized>,
+}
+
+/// A bucket's layout counted elsewhere ([`crate::writer::tree::tree_pages`]). It must not
+/// be inline (the caller checks that its leaf image is over `compact::inline_max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presized {
+    pub pages: u64,
+    pub keys: u64,
+    /// `key` bucket entries removed by the compaction this layout is for.
+    pub dropped: u64,
+}
+
+pub(super) enum Item<'a> {
+    Plain(&'a [u8], &'a [u8]),
+    Sub(&'a [u8], Bucket<'a>),
+}
+
+/// The entries of bucket `b` (at `path`) after the transform, in key order. `f` returns
+/// false to stop early. Returns how many source entries the plan dropped.
+pub(super) fn for_each_item<'a>(
+    t: &'a Transform<'a>,
+    path: &[&'a [u8]],
+    b: Bucket<'a>,
+    f: &mut dyn FnMut(Item<'a>) -> Result<bool>,
+) -> Result<u64> {
+    let top = (path.len() == 1).then(|| path[0]);
+    let plan = t.plan.filter(|_| top == Some(KEY_BUCKET));
+    let mut set = top
+        .and_then(|name| t.set.get(name))
+        .map(|m| m.iter().peekable());
+    let mut dropped = 0;
+    let mut prev: Option<&[u8]> = None;
+    let mut entries = b.iter();
+    while let Some(e) = entries.next() {
+        let e = e?;
+        // The copy is built bottom-up from the entries as they come: a source whose keys are
+        // not strictly ascending would give a tree no reader can search. Refuse it.
+        // Nor can it hold what bbolt never stores: an empty key, or a plain key in the root
+        // bucket (`check` rejects both, so the copy would fail verification).
+        let broken = if prev.is_some_and(|p| e.key <= p) {
+            Some(format!(
+                "key {} is not above the key before it ({}): the source's key order is broken",
+                hex_cut(e.key),
+                hex_cut(prev.unwrap_or_default())
+            ))
+        } else if e.key.is_empty() {
+            Some("an empty key".to_string())
+        } else if path.is_empty() && !e.is_bucket() {
+            Some(format!(
+                "the root bucket holds a plain key {} (bbolt only stores buckets there)",
+                hex_cut(e.key)
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = broken {
+            let (page, offset) = entries.position().unwrap_or((b.root_page(), 0));
+            return Err(Error::corrupt(
+                page,
+                offset,
+                format!("{what}, so no copy is written (see `boltpack check`)"),
+            ));
+        }
+        prev = Some(e.key);
+        if let Some(set) = set.as_mut() {
+            while let Some((k, v)) = set.next_if(|(k, _)| k.as_slice() <= e.key) {
+                if !f(Item::Plain(k, v))? {
+                    return Ok(dropped);
+                }
+            }
+        }
+        if let Some(set_map) = top.and_then(|name| t.set.get(name))
+            && set_map.contains_key(e.key)
+        {
+            continue; // replaced by the set entry emitted above
+        }
+        let keep = if e.is_bucket() {
+            f(Item::Sub(e.key, Bucket::open(b.db(), e.value)?))?
+        } else if let Some(plan) = plan
+            && !plan.keeps(e.key, e.value)?
+        {
+            dropped += 1;
+            true
+        } else {
+            f(Item::Plain(e.key, e.value))?
+        };
+        if !keep {
+            return Ok(dropped);
+        }
+    }
+    if let Some(set) = set.as_mut() {
+        for (k, v) in set {
+            if !f(Item::Plain(k, v))? {
+                break;
+            }
+        }
+    }
+    Ok(dropped)
+}
+
+/// A key in hex for a message, cut to 32 bytes.
+fn hex_cut(k: &[u8]) -> String {
+    crate::format::text::hex_cut(k, 32)
+}
