@@ -1,6 +1,5 @@
 //! etcd's MVCC compaction at revision R, as a plan the writer applies while copying
-//! (etcd@v3.4 `mvcc/key_index.go: compact`, `kvstore_compaction.go`; section B5 of the
-//! format reference).
+//! (etcd@v3.4 `mvcc/key_index.go: compact`, `kvstore_compaction.go`; docs/format.md B5).
 //!
 //! Per user key, what stays is every revision above R, plus the newest revision <= R of the
 //! generation live at R. A key whose newest revision <= R is a tombstone below R loses that
@@ -143,7 +142,7 @@ impl<'a> CompactionPlan<'a> {
     }
 
     /// The `meta` entries to set: both compaction revisions = R (17-byte form), so a
-    /// restarted etcd reports R as compacted and resumes nothing (B6).
+    /// restarted etcd reports R as compacted and resumes nothing (docs/format.md B6).
     pub fn meta_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         Self::meta_entries_at(self.rev)
     }

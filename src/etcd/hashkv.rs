@@ -1,5 +1,5 @@
 //! etcd's HashKV (`store.HashByRev`, etcd@v3.4.23 `mvcc/kvstore.go`; 3.5 `mvcc/hash.go`,
-//! 3.6 `storage/mvcc/hash.go`; reference B7), computed offline from the file.
+//! 3.6 `storage/mvcc/hash.go`; docs/format.md B7), computed offline from the file.
 //!
 //! 1. `compact_revision` and the current revision are what etcd derives at start
 //!    ([`Revisions`]). `rev == 0` means the current revision.

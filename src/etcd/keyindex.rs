@@ -1,5 +1,5 @@
 //! etcd's key index (`keyIndex` / `treeIndex`, etcd@v3.4.23 `mvcc/key_index.go`,
-//! `index.go`; reference B5), rebuilt from the `key` bucket in one pass, and its
+//! `index.go`; docs/format.md B5), rebuilt from the `key` bucket in one pass, and its
 //! `keep(rev)`, which HashKV uses.
 //!
 //! **Memory grows with the number of distinct user keys, not with the file.** etcd keeps
@@ -9,7 +9,7 @@
 //! values), so the index holds no copy of them either.
 //!
 //! What the one pass emulates, per user key, in revision order:
-//! - **Restore** (`store.restore`, reference B6): a put opens or extends the open
+//! - **Restore** (`store.restore`, docs/format.md B6): a put opens or extends the open
 //!   generation; a tombstone closes it and opens an empty one; a tombstone on an empty
 //!   generation is ignored (`ErrRevisionNotFound`). A tombstone of a key not indexed yet is
 //!   skipped in etcd 3.4.23 (and <= 3.4.35, <= 3.5.17); with
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn reference_example() {
-        // put foo@2, put foo@3, put baz@4, del foo@5, put foo@6, put lk@7 (reference B5/B7).
+        // put foo@2, put foo@3, put baz@4, del foo@5, put foo@6, put lk@7 (docs/format.md B5, B7).
         let ops = [
             (2, "foo", false),
             (3, "foo", false),

@@ -1,5 +1,5 @@
-//! etcd's `meta` bucket (reference B4) and the revisions etcd derives from it at start
-//! (`store.restore`, reference B6): the current revision and the compacted revision.
+//! etcd's `meta` bucket (docs/format.md B4) and the revisions etcd derives from it at start
+//! (`store.restore`, docs/format.md B6): the current revision and the compacted revision.
 
 use crate::error::{Error, Result};
 use crate::etcd::{KEY_BUCKET, META_BUCKET, RevisionKey, Rules};
@@ -129,7 +129,7 @@ pub struct Revisions {
 }
 
 impl Revisions {
-    /// Derive the revisions as the etcd release of `rules` does at start (reference B6).
+    /// Derive the revisions as the etcd release of `rules` does at start (docs/format.md B6).
     pub fn derive(last_key: Option<i64>, meta: &EtcdMeta, rules: &Rules) -> Revisions {
         let finished = meta.finished_compact_rev.unwrap_or(-1);
         let mut scheduled = meta.scheduled_compact_rev.unwrap_or(0);

@@ -1,5 +1,5 @@
 //! Which etcd release to emulate where releases behave differently. Every rule names the
-//! releases it comes from (reference: bbolt-etcd-format.md B5, B6, B7). The default is the
+//! releases it comes from (docs/format.md B5, B6, B7). The default is the
 //! installed etcd **3.4.23**, which is what the tests compare against.
 
 use std::fmt;
