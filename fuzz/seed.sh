@@ -79,7 +79,7 @@ if command -v xxd >/dev/null; then
             i=$(( i + 1 ))
         done
 fi
-# The value captured from etcd 3.4.23 in src/etcd/kv.rs's test, and a tombstone key.
+# The value captured from etcd 3.4.23 in crates/core/src/etcd/kv.rs's test, and a tombstone key.
 printf '\x0a\x02lk\x10\x07\x18\x07\x20\x01\x2a\x02lv\x30\x8a\xce\x88\xe0\x8c\xc4\xe8\x86\x39' >"$corpus/etcd_kv/kv-captured"
 printf '\x00\x00\x00\x00\x00\x00\x00\x07_\x00\x00\x00\x00\x00\x00\x00\x02t' >"$corpus/etcd_kv/rev-tombstone"
 

@@ -476,8 +476,29 @@ fn write_report(path: &std::path::Path, mode: u32, bytes: &[u8]) -> Result<(), E
     f.commit()
 }
 
-fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
+/// A bar for `analyze`'s pass over the `key` bucket: files over 64 MiB, stderr a terminal.
+fn analyze_bar(db: &Db) -> Option<boltpack::analyze::etcd::PassProgress> {
     use std::io::IsTerminal;
+    if db.file_size() <= 64 << 20 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} revisions ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("analyze: key bucket");
+    Some(std::sync::Arc::new(move |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    }))
+}
+
+fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
     let db = open(&a.db)?;
     let opts = boltpack::analyze::etcd::EtcdOptions {
         prefix_depth: a.prefix_depth,
@@ -485,7 +506,7 @@ fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
         quota_bytes: a.quota_bytes,
         rule: tombstone_rule(a.tombstone_at_rev),
         top: a.top,
-        progress: db.file_size() > 64 << 20 && std::io::stderr().is_terminal(),
+        progress: analyze_bar(&db),
         ..Default::default()
     };
     let analysis = boltpack::analyze::Analysis::gather_with(&db, &opts)?;
@@ -559,18 +580,36 @@ mod erased {
     }
 }
 
+/// What to pass to get past an error, in this command's flags (the library names none).
+fn hint(e: &Error) -> &'static str {
+    match e {
+        Error::Locked { .. } => "; pass --no-lock only for a copy you know is quiet",
+        Error::Exists { .. } => ": pass --force to replace it",
+        Error::BadTrailer { .. } => {
+            ". Pass --snapshot-trailer no to write the copy without one, or yes to give it a \
+             fresh one"
+        }
+        _ => "",
+    }
+}
+
+/// The exit code of an error (README, "Exit codes").
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Locked { .. } | Error::LockedTarget { .. } => EXIT_LOCKED,
+        Error::Io { .. } => EXIT_IO,
+        Error::Usage(_) | Error::Exists { .. } => EXIT_USAGE,
+        _ => EXIT_PROBLEMS,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("boltpack: {e}");
-            ExitCode::from(match e {
-                Error::Locked { .. } | Error::LockedTarget { .. } => EXIT_LOCKED,
-                Error::Io { .. } => EXIT_IO,
-                Error::Usage(_) => EXIT_USAGE,
-                _ => EXIT_PROBLEMS,
-            })
+            eprintln!("boltpack: {e}{}", hint(&e));
+            ExitCode::from(exit_code(&e))
         }
     }
 }

@@ -1412,3 +1412,17 @@ fn compact_refuses_sources_it_cannot_copy() {
         );
     }
 }
+
+#[test]
+fn compact_of_buckets_nested_too_deep_is_damage() {
+    // 140 paged buckets nested in each other: more than any bbolt writes (the walk's
+    // limit is 128). The writer refuses it as damage (exit 1), not as a usage error.
+    let db = Db::from_bytes(deep_file(140, 0)).unwrap();
+    let t = boltpack::writer::compact::Transform::default();
+    let opts = boltpack::writer::CompactOptions::default();
+    let Err(err) = boltpack::writer::compact::compact_to_vec(&db, &opts, &t) else {
+        panic!("a copy of 140 nested buckets was written");
+    };
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("nested deeper than 128"), "{err}");
+}

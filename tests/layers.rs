@@ -2,10 +2,12 @@
 //!
 //! `format` <- `error` <- `reader` <- `check`, `etcd` <- `writer` <- `analyze` <- `report`
 //!
-//! A module may use only rooms to its left, and no two files may use each other. Until the
-//! rooms are crates of their own, this test is what enforces it: it reads every `crate::`
-//! and `super::` path in `src/` (outside `#[cfg(test)]` and comments) and fails on an arrow
-//! that points the wrong way.
+//! A module may use only rooms to its left, and no two files may use each other. `format`
+//! is a crate of its own (crates/format), so Cargo keeps it below the rest; the binary is
+//! its own package above the library. Inside the core library (crates/core) the rooms are
+//! modules, and this test is what enforces their arrows: it reads every `crate::` and
+//! `super::` path there (outside `#[cfg(test)]` and comments) and fails on an arrow that
+//! points the wrong way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -38,9 +40,7 @@ fn modules(src: &Path) -> BTreeMap<String, String> {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                if p.file_name().unwrap() != "cmd" {
-                    stack.push(p);
-                }
+                stack.push(p);
                 continue;
             }
             let rel = p.strip_prefix(src).unwrap().to_str().unwrap().to_string();
@@ -119,7 +119,7 @@ fn resolve(mods: &BTreeMap<String, String>, m: &str, path: &[String]) -> Option<
 
 #[test]
 fn arrows_point_one_way() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/core/src");
     let mods = modules(&src);
     let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
     let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -158,5 +158,5 @@ fn arrows_point_one_way() {
         "arrows the wrong way:\n{}",
         wrong.join("\n")
     );
-    assert!(mods.len() > 30, "read {} modules", mods.len());
+    assert!(mods.len() > 25, "read {} modules", mods.len());
 }

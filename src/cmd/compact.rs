@@ -200,7 +200,7 @@ fn resolve_mvcc<'a>(
         distinct_keys_at_or_below: 0,
         note: None,
     };
-    if rev <= compacted.unwrap_or(0) || rev < 1 {
+    if !boltpack::etcd::compaction::compacts_at(rev, compacted.unwrap_or(0)) {
         report.note = Some(format!(
             "revision {rev} is at or below the already compacted revision {}: nothing to compact, defragmenting only",
             compacted.unwrap_or(0)

@@ -143,7 +143,16 @@ impl<'a, W: Write> Writer<'a, W> {
 
     fn bucket(&mut self, path: &mut Vec<&'a [u8]>, b: Bucket<'a>) -> Result<PageId> {
         if path.len() > crate::reader::walk::MAX_BUCKET_DEPTH {
-            return Err(Error::Usage("buckets nested too deep to copy".into()));
+            // Damage (a cycle through nested buckets, or nesting no bbolt writes): exit 1.
+            let page = b.root_page();
+            return Err(Error::corrupt(
+                page,
+                b.db().page_offset(page).unwrap_or(0),
+                format!(
+                    "buckets nested deeper than {}, so no copy is written (see `boltpack check`)",
+                    crate::reader::walk::MAX_BUCKET_DEPTH
+                ),
+            ));
         }
         let mut tree = TreeBuilder::new(self.threshold, self.sink.page_size());
         let t = self.t;
@@ -534,7 +543,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Db {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
             .join("testdata/bbolt")
             .join(name);
         Db::open(p, OpenOptions { lock: false }).unwrap()

@@ -10,10 +10,13 @@ pub mod analyze;
 pub mod check;
 pub mod error;
 pub mod etcd;
-pub mod format;
 pub mod reader;
 pub mod report;
 pub mod writer;
+
+/// The byte layouts (the `boltpack-format` crate), re-exported so `crate::format::...`
+/// names them here as everywhere.
+pub use boltpack_format as format;
 
 pub use error::{Error, Result};
 pub use reader::{Bucket, Db, OpenOptions};

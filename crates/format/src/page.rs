@@ -54,6 +54,7 @@ pub enum PageKind {
 }
 
 impl PageKind {
+    #[inline]
     pub fn from_flags(flags: u16) -> PageKind {
         match flags {
             BRANCH_PAGE_FLAG => PageKind::Branch,
@@ -97,6 +98,7 @@ pub struct PageHeader {
 }
 
 impl PageHeader {
+    #[inline]
     pub fn parse(b: &[u8]) -> Result<PageHeader, FormatError> {
         let short = || FormatError::new(0, "page header is cut short");
         Ok(PageHeader {
@@ -115,11 +117,13 @@ impl PageHeader {
         put_u32(b, OVERFLOW_OFFSET, self.overflow);
     }
 
+    #[inline]
     pub fn kind(&self) -> PageKind {
         PageKind::from_flags(self.flags)
     }
 
     /// Physical pages this logical page spans.
+    #[inline]
     pub fn span(&self) -> u64 {
         u64::from(self.overflow) + 1
     }

@@ -376,7 +376,7 @@ mod tests {
     use crate::OpenOptions;
 
     fn fixture(path: &str) -> Db {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(path);
         Db::open(&p, OpenOptions { lock: false }).unwrap()
     }
 

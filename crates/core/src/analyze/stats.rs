@@ -399,7 +399,16 @@ mod tests {
 
     #[test]
     fn used_is_the_end_of_the_last_element() {
-        use crate::format::element::tests::leaf_page;
+        use crate::format::element::{LeafElement, write_leaf_node};
+        let leaf_page = |id, entries: &[(u32, &[u8], &[u8])], size| {
+            let mut p = vec![0u8; size];
+            let elements =
+                entries
+                    .iter()
+                    .map(|&(flags, key, value)| LeafElement { flags, key, value });
+            write_leaf_node(&mut p, id, 0, elements);
+            p
+        };
         let p = leaf_page(3, &[(0, b"a", b"xy"), (0, b"bc", b"")], 4096);
         let v = NodeView::new(&p).unwrap();
         // 16 header + 2*16 elements + 3 + 2 bytes of keys and values.

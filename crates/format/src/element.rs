@@ -86,6 +86,7 @@ pub struct BranchElementRaw {
 
 impl LeafElementRaw {
     /// The element stored at `page[at..at + 16]`.
+    #[inline]
     pub fn parse(page: &[u8], at: usize) -> Result<LeafElementRaw, FormatError> {
         let f = |o: usize| {
             u32_at(page, at + o).ok_or_else(|| FormatError::new(at, "element cut short"))
@@ -109,6 +110,7 @@ impl LeafElementRaw {
 
 impl BranchElementRaw {
     /// The element stored at `page[at..at + 16]`.
+    #[inline]
     pub fn parse(page: &[u8], at: usize) -> Result<BranchElementRaw, FormatError> {
         let short = || FormatError::new(at, "element cut short");
         Ok(BranchElementRaw {
@@ -135,6 +137,7 @@ pub struct LeafElement<'a> {
 }
 
 impl LeafElement<'_> {
+    #[inline]
     pub fn is_bucket(&self) -> bool {
         self.flags & BUCKET_LEAF_FLAG != 0
     }
@@ -157,6 +160,7 @@ pub struct NodeView<'a> {
 
 impl<'a> NodeView<'a> {
     /// Checks the header type and that the element array fits; elements are checked on access.
+    #[inline]
     pub fn new(data: &'a [u8]) -> Result<NodeView<'a>, FormatError> {
         let header = PageHeader::parse(data)?;
         match header.kind() {
@@ -182,23 +186,28 @@ impl<'a> NodeView<'a> {
         Ok(NodeView { header, data })
     }
 
+    #[inline]
     pub fn is_leaf(&self) -> bool {
         self.header.kind() == PageKind::Leaf
     }
 
+    #[inline]
     pub fn count(&self) -> usize {
         usize::from(self.header.count)
     }
 
+    #[inline]
     pub fn bytes(&self) -> &'a [u8] {
         self.data
     }
 
     /// Offset of element `i` inside the page.
+    #[inline]
     pub fn element_offset(i: usize) -> usize {
         PAGE_HEADER_SIZE + i * LEAF_ELEMENT_SIZE
     }
 
+    #[inline]
     fn check_index(&self, i: usize) -> Result<usize, FormatError> {
         if i >= self.count() {
             return Err(FormatError::new(
@@ -235,14 +244,17 @@ impl<'a> NodeView<'a> {
         used
     }
 
+    #[inline]
     pub fn leaf_raw(&self, i: usize) -> Result<LeafElementRaw, FormatError> {
         LeafElementRaw::parse(self.data, self.check_index(i)?)
     }
 
+    #[inline]
     pub fn branch_raw(&self, i: usize) -> Result<BranchElementRaw, FormatError> {
         BranchElementRaw::parse(self.data, self.check_index(i)?)
     }
 
+    #[inline]
     pub fn leaf(&self, i: usize) -> Result<LeafElement<'a>, FormatError> {
         if !self.is_leaf() {
             return Err(FormatError::new(8, "leaf element read from a branch page"));
@@ -267,6 +279,7 @@ impl<'a> NodeView<'a> {
         })
     }
 
+    #[inline]
     pub fn branch(&self, i: usize) -> Result<BranchElement<'a>, FormatError> {
         if self.is_leaf() {
             return Err(FormatError::new(8, "branch element read from a leaf page"));
@@ -373,7 +386,7 @@ pub fn write_branch_node<'e>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::format::page::BRANCH_PAGE_FLAG;
+    use crate::page::BRANCH_PAGE_FLAG;
 
     /// A leaf page image laid out as Go's `node.write` does.
     pub fn leaf_page(id: u64, entries: &[(u32, &[u8], &[u8])], size: usize) -> Vec<u8> {

@@ -46,8 +46,12 @@ use crate::writer::{CompactOptions, CompactSummary};
 /// etcd's default backend quota (`--quota-backend-bytes` 0 means 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 
+/// Progress of the pass over the `key` bucket: revisions read so far out of the total
+/// (both counted from the first revision). Called every 4096 entries, and once at the end.
+pub type PassProgress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 /// How to analyze an etcd file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EtcdOptions {
     /// Non-Kubernetes keys are grouped by their first N `/`-separated segments.
     pub prefix_depth: usize,
@@ -68,8 +72,22 @@ pub struct EtcdOptions {
     /// Which release derives the current and compacted revisions (default 3.4.23, as
     /// `compact` does).
     pub rules: Rules,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
+    /// Told how far the pass over the `key` bucket is (the binary draws a bar from it).
+    pub progress: Option<PassProgress>,
+}
+
+impl std::fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("prefix_depth", &self.prefix_depth)
+            .field("by_namespace", &self.by_namespace)
+            .field("quota_bytes", &self.quota_bytes)
+            .field("rule", &self.rule)
+            .field("top", &self.top)
+            .field("rules", &self.rules)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EtcdOptions {
@@ -84,7 +102,7 @@ impl Default for EtcdOptions {
             curve_points: 200,
             histogram_bands: 50,
             rules: Rules::ETCD_3_4_23,
-            progress: false,
+            progress: None,
         }
     }
 }
@@ -309,10 +327,7 @@ impl Candidates {
     }
 }
 
-/// Does `compact --revision r` compact, or only defragment (`compact_path`'s rule)?
-fn compacts(r: i64, compacted: i64) -> bool {
-    r > compacted.max(0) && r >= 1
-}
+use crate::etcd::compaction::compacts_at as compacts;
 
 /// Entries and bytes by compaction threshold, with band edges at `edges` (ascending).
 /// Band 0: `d <= edges[0]`; band j: `edges[j-1] < d <= edges[j]`; the last band: above
@@ -483,20 +498,6 @@ fn percentile(v: &[u64], p: f64) -> u64 {
     v[rank - 1]
 }
 
-fn progress_bar(opts: &EtcdOptions, len: u64) -> Option<indicatif::ProgressBar> {
-    if !opts.progress {
-        return None;
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} revisions ({eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message("analyze: key bucket");
-    Some(pb)
-}
-
 /// The result of the one pass, before capacity planning.
 struct Pass {
     keys: KeyMap<KeyAcc>,
@@ -542,7 +543,7 @@ fn key_pass(
         thresholds: ThresholdHistogram::new(edges),
         recent_bytes: 0,
     };
-    let pb = progress_bar(opts, (last - first).max(0) as u64);
+    let total = (last - first).max(0) as u64;
     let mut prev_key: Option<&[u8]> = None;
     for e in key_bucket(db)?.iter() {
         let e = e?;
@@ -592,14 +593,14 @@ fn key_pass(
         acc.last_bytes = bytes;
         acc.last_tombstone = rev.tombstone;
         acc.last_value_len = kv.value.len() as u64;
-        if let Some(pb) = &pb
+        if let Some(progress) = &opts.progress
             && f.entries.is_multiple_of(4096)
         {
-            pb.set_position((rev.main - first).max(0) as u64);
+            progress((rev.main - first).max(0) as u64, total);
         }
     }
-    if let Some(pb) = pb {
-        pb.finish_and_clear();
+    if let Some(progress) = &opts.progress {
+        progress(total, total);
     }
     let f = &mut p.figures;
     f.distinct_keys = p.keys.len() as u64;
@@ -973,7 +974,8 @@ mod tests {
     use crate::OpenOptions;
 
     fn fixture() -> Db {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/etcd/db");
+        let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .join("testdata/etcd/db");
         Db::open(&p, OpenOptions { lock: false }).unwrap()
     }
 

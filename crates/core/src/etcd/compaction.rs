@@ -16,13 +16,18 @@ use crate::error::{Error, Result};
 use crate::reader::{Bucket, Db};
 
 use super::keymap::{self, KeyMap};
-use super::{KEY_BUCKET, KeyValue, META_BUCKET, RevisionKey};
+use super::{KEY_BUCKET, KeyValue, META_BUCKET, RevisionKey, Rules};
 
 /// `meta` bucket keys written by compaction (etcd@v3.4 `mvcc/kvstore.go`).
 pub const SCHEDULED_COMPACT_KEY: &[u8] = b"scheduledCompactRev";
 pub const FINISHED_COMPACT_KEY: &[u8] = b"finishedCompactRev";
 
 /// What to do with a tombstone whose revision is exactly the compaction revision.
+///
+/// The default is what current etcd releases do ([`TombstoneAtRev::of`] the newest
+/// [`Rules`]), so watchers at R still see the delete. It is not the rule of the etcd 3.4.23
+/// whose HashKV boltpack emulates by default: emulating an answer and choosing how to write
+/// a copy are different questions, and both come from the one rule in [`Rules`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TombstoneAtRev {
     /// etcd >= 3.4.34 / 3.5.16 / 3.6: keep it, so watchers at R still see the delete.
@@ -30,6 +35,24 @@ pub enum TombstoneAtRev {
     Keep,
     /// Older etcd (including the 3.4.23 of Debian): drop it with its generation.
     Drop,
+}
+
+impl TombstoneAtRev {
+    /// The rule of the etcd release `rules` describes (`Rules::keep_tombstone_at_rev`).
+    pub fn of(rules: &Rules) -> TombstoneAtRev {
+        if rules.keep_tombstone_at_rev {
+            TombstoneAtRev::Keep
+        } else {
+            TombstoneAtRev::Drop
+        }
+    }
+}
+
+/// Does compacting at `r` remove anything, given the already compacted revision
+/// (`compacted`, <= 0 when never)? At or below it, `compact --revision r` only
+/// defragments; `analyze`'s candidates follow the same rule.
+pub fn compacts_at(r: i64, compacted: i64) -> bool {
+    r > compacted.max(0) && r >= 1
 }
 
 fn etcd_buckets(db: &Db) -> Result<(Bucket<'_>, Bucket<'_>)> {
@@ -160,5 +183,23 @@ impl<'a> CompactionPlan<'a> {
             (FINISHED_COMPACT_KEY.to_vec(), r.clone()),
             (SCHEDULED_COMPACT_KEY.to_vec(), r),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_tombstone_rule_is_current_etcds() {
+        let newest = Rules::for_version("3.6.0").unwrap();
+        assert_eq!(TombstoneAtRev::default(), TombstoneAtRev::of(&newest));
+        assert_eq!(
+            TombstoneAtRev::of(&Rules::ETCD_3_4_23),
+            TombstoneAtRev::Drop
+        );
+        assert!(
+            !compacts_at(5, 5) && compacts_at(6, 5) && !compacts_at(0, -1) && compacts_at(1, -1)
+        );
     }
 }

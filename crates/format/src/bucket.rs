@@ -22,6 +22,7 @@ pub struct BucketHeader {
 }
 
 impl BucketHeader {
+    #[inline]
     pub fn parse(value: &[u8]) -> Result<BucketHeader, FormatError> {
         let short = || {
             FormatError::new(
@@ -51,12 +52,14 @@ impl BucketHeader {
         b
     }
 
+    #[inline]
     pub fn is_inline(&self) -> bool {
         self.root == 0
     }
 }
 
 /// The inline page image of an inline bucket value (bytes after the header).
+#[inline]
 pub fn inline_page(value: &[u8]) -> &[u8] {
     value.get(BUCKET_HEADER_SIZE..).unwrap_or(&[])
 }
@@ -76,7 +79,7 @@ pub fn inline_bucket_value<'e>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::element::{LeafElement, NodeView};
+    use crate::element::{LeafElement, NodeView};
 
     #[test]
     fn inline_values_read_back() {

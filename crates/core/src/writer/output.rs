@@ -157,10 +157,9 @@ impl AtomicFile {
     /// writing; `dst`'s folder must exist. The temp file gets `perms` from the start.
     pub fn create(dst: &Path, force: bool, perms: Perms) -> Result<AtomicFile> {
         if dst.exists() && !force {
-            return Err(Error::Usage(format!(
-                "{} already exists: pass --force to replace it",
-                dst.display()
-            )));
+            return Err(Error::Exists {
+                path: dst.to_path_buf(),
+            });
         }
         if dst.is_dir() {
             return Err(Error::Usage(format!("{} is a directory", dst.display())));

@@ -551,7 +551,8 @@ mod tests {
     #[test]
     fn escapes_and_renders_fixture() {
         assert_eq!(esc("<a&'\">"), "&lt;a&amp;&#39;&quot;&gt;");
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/etcd/db");
+        let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .join("testdata/etcd/db");
         let db = crate::Db::open(&p, crate::OpenOptions { lock: false }).unwrap();
         let a = Analysis::gather_with(&db, &Default::default()).unwrap();
         let h = render(&a);

@@ -1,4 +1,5 @@
-//! The library's one error type. Variants that come from the file name the page and the byte
+//! The library's one error type. Messages name no command-line flag: the binary adds what
+//! to pass (`src/main.rs`, `hint`). Variants that come from the file name the page and the byte
 //! offset, so an operator can look at the damage with `boltpack page` or `xxd`.
 
 use std::path::PathBuf;
@@ -15,8 +16,7 @@ pub enum Error {
     },
     #[error(
         "{}: the file is locked by another process (a running etcd or bbolt holds an exclusive \
-         lock, and its pages change under a reader). Stop it first, or work on a copy; pass \
-         --no-lock only for a copy you know is quiet",
+         lock, and its pages change under a reader). Stop it first, or work on a copy",
         path.display()
     )]
     Locked { path: PathBuf },
@@ -32,8 +32,7 @@ pub enum Error {
     /// The source ends in a `snapshot save` SHA-256 trailer that does not match its bytes.
     #[error(
         "{}: its `snapshot save` SHA-256 trailer does not match the file (it was damaged or \
-         changed after it was saved; `boltpack snapshot status` shows both hashes). Pass \
-         --snapshot-trailer no to write the copy without one, or yes to give it a fresh one",
+         changed after it was saved; `boltpack snapshot status` shows both hashes)",
         path.display()
     )]
     BadTrailer { path: PathBuf },
@@ -49,6 +48,9 @@ pub enum Error {
         offset: u64,
         what: String,
     },
+    /// An output that exists, which the caller did not ask to replace.
+    #[error("{} already exists", path.display())]
+    Exists { path: PathBuf },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -1,10 +1,13 @@
-//! Byte layouts of a bbolt file, as zero-copy views over `&[u8]`.
+//! Byte layouts of a bbolt file, decoded as zero-copy views over `&[u8]` and encoded into
+//! page images (docs/format.md, part A).
 //!
 //! No I/O and no allocation here: every view borrows the bytes it reads, and every read is
 //! bounds-checked so that a hostile file yields a [`FormatError`] rather than a panic.
 //! Layouts mirror Go bbolt 1.3.6 (`page.go`, `db.go`, `bucket.go`, `freelist.go`); the file
 //! format is unchanged up to bbolt 1.5. All integers are little-endian (bbolt overlays native
 //! structs, and every supported platform for etcd data is little-endian).
+
+#![forbid(unsafe_code)]
 
 pub mod bucket;
 pub mod bytes;
