@@ -56,7 +56,7 @@ fn read_json(p: &Path) -> Result<Value, Failed> {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    repo().join("testdata/etcd").join(name)
+    common::testdata(&format!("etcd/{name}"))
 }
 
 fn facts_figures(file: &str) -> Result<(), Failed> {

@@ -6,11 +6,11 @@ mod common;
 use std::path::PathBuf;
 use std::process::Output;
 
-use common::{bbolt_fixtures, boltpack, path_str as s, repo, sha256_file};
+use common::{bbolt_fixtures, boltpack, path_str as s, sha256_file};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    repo().join("testdata").join(name)
+    common::testdata(name)
 }
 
 fn stdout_json(o: &Output) -> Value {

@@ -11,8 +11,9 @@
 //! Synthetic files (a DAG of branch pages, nested inline buckets, deep trees) and inputs found
 //! by the fuzz targets (testdata/fuzz-regressions/) are kept here as regression tests.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -44,11 +45,7 @@ const FIXTURE_BOUND: Duration = Duration::from_secs(600);
 /// fixture's test stays under ~20 s in a debug build.
 const TREE_PAGES: usize = 30;
 
-fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(rel)
-}
+use common::testdata;
 
 // ---------------------------------------------------------------------------------------
 // Byte helpers

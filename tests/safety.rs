@@ -48,7 +48,7 @@ fn json_out(o: &Output) -> Result<Value, Failed> {
 }
 
 fn etcd_fixture(name: &str) -> PathBuf {
-    repo().join("testdata/etcd").join(name)
+    testdata(&format!("etcd/{name}"))
 }
 
 /// A stopped member's data dir, from the committed one: `DIR/data`.

@@ -14,7 +14,7 @@ use boltpack::writer::compact::{
     CompactSummary, FileOutput, Perms, ProgressFn, Transform, compact_file, plan_copy,
 };
 use boltpack::writer::output::refuse_if_held;
-use boltpack::{Bucket, Db, Error, OpenOptions, Result};
+use boltpack::{Db, Error, OpenOptions, Result};
 
 /// An MVCC compaction request (etcd files only).
 #[derive(Debug, Clone, Copy)]
@@ -213,19 +213,6 @@ fn resolve_mvcc<'a>(
     Ok((report, Some(p)))
 }
 
-/// How many members the `members` bucket lists (`None`: not an etcd file or no bucket).
-fn member_count(db: &Db) -> Result<Option<u64>> {
-    let Some(b) = Bucket::root_of(db).bucket(b"members")? else {
-        return Ok(None);
-    };
-    let mut n = 0;
-    for e in b.iter() {
-        e?;
-        n += 1;
-    }
-    Ok(Some(n))
-}
-
 fn unix_time() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -318,6 +305,31 @@ fn warn_cluster(members: u64) {
     );
 }
 
+/// Keep the original at `backup` (if any), then write the copy to `dst`. A failed copy
+/// removes the backup it made: the original is untouched, so it would only be clutter.
+fn write_copy<'a>(
+    db: &'a Db,
+    dst: &Path,
+    opts: &boltpack::writer::CompactOptions,
+    t: &'a Transform<'a>,
+    out: &FileOutput<'_>,
+    backup: Option<&Path>,
+) -> Result<(CompactSummary, Option<BackupReport>)> {
+    let kept = match backup {
+        Some(b) => Some(keep_original(dst, b, out.perms)?),
+        None => None,
+    };
+    match compact_file(db, dst, opts, t, out) {
+        Ok(s) => Ok((s, kept)),
+        Err(e) => {
+            if let Some(b) = &kept {
+                let _ = std::fs::remove_file(&b.path);
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Validate, plan, write (or size), verify, commit.
 pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
     let start = Instant::now();
@@ -359,7 +371,7 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
         }
         None => (None, None),
     };
-    let members = member_count(&db)?;
+    let members = boltpack::etcd::bucket_len(&db, b"members")?;
     let mut t = Transform::default();
     if let Some(p) = &plan {
         let meta: BTreeMap<Vec<u8>, Vec<u8>> = p.meta_entries().into_iter().collect();
@@ -388,10 +400,6 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
             } else {
                 Perms::copy_of(&src_meta)
             };
-            let backup = match &backup_to {
-                Some(b) => Some(keep_original(d, b, perms)?),
-                None => None,
-            };
             let out = FileOutput {
                 force: req.force || in_place_db.is_some(),
                 verify: req.verify,
@@ -399,16 +407,7 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
                 trailer: with_trailer,
                 progress: req.progress,
             };
-            match compact_file(&db, d, &req.opts, &t, &out) {
-                Ok(s) => (s, backup),
-                Err(e) => {
-                    // The original is untouched: a backup of it is only clutter.
-                    if let Some(b) = &backup {
-                        let _ = std::fs::remove_file(&b.path);
-                    }
-                    return Err(e);
-                }
-            }
+            write_copy(&db, d, &req.opts, &t, &out, backup_to.as_deref())?
         }
     };
     Ok(CompactReport {

@@ -15,6 +15,11 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A committed fixture: `testdata/REL`.
+pub fn testdata(rel: &str) -> PathBuf {
+    repo().join("testdata").join(rel)
+}
+
 /// Committed fixtures made by real bbolt: (name, path of NAME.db).
 pub fn bbolt_fixtures() -> Vec<(String, PathBuf)> {
     let dir = repo().join("testdata/bbolt");

@@ -12,7 +12,9 @@ pub struct KeyValue<'a> {
     pub lease: i64,
 }
 
-fn varint(b: &[u8], at: &mut usize) -> Result<u64, String> {
+/// A protobuf varint at `b[*at..]`, advancing `at`; longer than 10 bytes or past 64 bits
+/// is an error.
+pub(crate) fn varint(b: &[u8], at: &mut usize) -> Result<u64, String> {
     let mut v: u64 = 0;
     for shift in (0..70).step_by(7) {
         let byte = *b.get(*at).ok_or("varint cut short")?;

@@ -1,5 +1,6 @@
 //! etcd's MVCC schema inside bbolt: revision keys, `mvccpb.KeyValue` values (borrowed).
 
+pub mod alarm;
 pub mod compaction;
 pub mod hashkv;
 pub mod keyindex;
@@ -17,6 +18,20 @@ pub use rules::Rules;
 /// Bucket names of etcd's schema (etcd@v3.4 `mvcc/kvstore.go`, 3.6 `schema/bucket.go`).
 pub const KEY_BUCKET: &[u8] = b"key";
 pub const META_BUCKET: &[u8] = b"meta";
+
+/// Entries of the top-level bucket `name` (`None` when there is no such bucket): the
+/// `members`, `members_removed` and `lease` counts.
+pub fn bucket_len(db: &crate::Db, name: &[u8]) -> crate::Result<Option<u64>> {
+    let Some(b) = crate::Bucket::root_of(db).bucket(name)? else {
+        return Ok(None);
+    };
+    let mut n = 0;
+    for e in b.iter() {
+        e?;
+        n += 1;
+    }
+    Ok(Some(n))
+}
 
 /// True when the file looks like an etcd backend: it has the `key` and `meta` buckets.
 pub fn is_etcd(db: &crate::Db) -> bool {

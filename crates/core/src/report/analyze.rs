@@ -31,6 +31,23 @@ fn pct(p: Option<f64>) -> String {
 
 pub fn render(a: &Analysis) -> String {
     let mut s = String::new();
+    render_file(&mut s, a);
+    render_buckets(&mut s, a);
+    if a.problems > 0 {
+        let _ = writeln!(
+            s,
+            "\n{} problems met while walking the file; figures may be off: run `boltpack check`",
+            a.problems
+        );
+    }
+    if let Some(e) = &a.etcd {
+        render_etcd(&mut s, e);
+    }
+    s
+}
+
+/// The file figures: sizes, page use, free runs, fill, the defragmented size.
+fn render_file(s: &mut String, a: &Analysis) {
     let f = &a.file;
     let _ = writeln!(s, "file size        {}", size(f.file_size));
     let _ = writeln!(s, "page size        {}", f.page_size);
@@ -96,7 +113,10 @@ pub fn render(a: &Analysis) -> String {
         size(d.saving_bytes)
     );
     let _ = writeln!(s, "  ({})", d.method);
+}
 
+/// One row per bucket, its own figures.
+fn render_buckets(s: &mut String, a: &Analysis) {
     let _ = writeln!(
         s,
         "\nbuckets: {} ({} inline); own figures of each bucket, sub-buckets not included \
@@ -145,17 +165,6 @@ pub fn render(a: &Analysis) -> String {
             );
         }
     }
-    if a.problems > 0 {
-        let _ = writeln!(
-            s,
-            "\n{} problems met while walking the file; figures may be off: run `boltpack check`",
-            a.problems
-        );
-    }
-    if let Some(e) = &a.etcd {
-        render_etcd(&mut s, e);
-    }
-    s
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
@@ -165,6 +174,16 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
 
 /// The etcd MVCC section.
 pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
+    etcd_state(s, e);
+    etcd_keys(s, e);
+    etcd_top_keys(s, e);
+    etcd_prefixes(s, e);
+    etcd_histogram(s, e);
+    etcd_capacity(s, e);
+}
+
+/// The state: revisions, compaction, raft index, alarms, members.
+fn etcd_state(s: &mut String, e: &EtcdAnalysis) {
     let _ = writeln!(s, "\netcd");
     let _ = writeln!(s, "  current revision     {}", e.current_revision);
     let _ = writeln!(
@@ -207,6 +226,10 @@ pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
         "  members              {} ({} removed); leases {}",
         e.members, e.members_removed, e.leases
     );
+}
+
+/// The key counts and revisions per key.
+fn etcd_keys(s: &mut String, e: &EtcdAnalysis) {
     let k = &e.keys;
     let _ = writeln!(
         s,
@@ -235,6 +258,10 @@ pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
         "  revisions per key    p50 {}, p90 {}, p99 {}, max {}, mean {:.2}",
         d.p50, d.p90, d.p99, d.max, d.mean
     );
+}
+
+/// The top keys by revisions and by bytes.
+fn etcd_top_keys(s: &mut String, e: &EtcdAnalysis) {
     for (title, list) in [
         ("top keys by revisions", &e.top_keys_by_revisions),
         ("top keys by bytes", &e.top_keys_by_bytes),
@@ -252,6 +279,10 @@ pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
             );
         }
     }
+}
+
+/// The groups by prefix.
+fn etcd_prefixes(s: &mut String, e: &EtcdAnalysis) {
     let _ = writeln!(s, "\nby prefix: {}", e.prefixes.grouping);
     let _ = writeln!(
         s,
@@ -265,6 +296,10 @@ pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
             g.prefix, g.keys, g.live_keys, g.revisions, g.latest_bytes, g.history_bytes
         );
     }
+}
+
+/// The revision histogram.
+fn etcd_histogram(s: &mut String, e: &EtcdAnalysis) {
     let _ = writeln!(s, "\nrevision histogram (entries by main revision)");
     let _ = writeln!(
         s,
@@ -283,6 +318,10 @@ pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
             b.entries, b.tombstones, b.bytes
         );
     }
+}
+
+/// The capacity table and the quota figures.
+fn etcd_capacity(s: &mut String, e: &EtcdAnalysis) {
     let c = &e.capacity;
     let _ = writeln!(
         s,

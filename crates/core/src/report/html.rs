@@ -264,8 +264,21 @@ fn head(s: &mut String, cells: &[&str]) {
     s.push_str("</tr>\n");
 }
 
+/// An optional revision, or `-`.
+fn opt(v: Option<i64>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
 fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
-    let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    etcd_state_table(s, e);
+    etcd_histogram(s, e);
+    etcd_prefixes(s, e);
+    etcd_top_keys(s, e);
+    etcd_capacity(s, e);
+}
+
+/// The state and key figures, as a table.
+fn etcd_state_table(s: &mut String, e: &EtcdAnalysis) {
     let _ = write!(s, "<h2>etcd</h2>\n<table>\n");
     let k = &e.keys;
     let d = &e.revisions_per_key;
@@ -334,7 +347,12 @@ fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
     ] {
         row(s, &[esc(name), esc(&v)]);
     }
-    s.push_str("</table>\n<h3>Revision histogram (entry bytes by main revision)</h3>\n");
+    s.push_str("</table>\n");
+}
+
+/// The revision histogram chart.
+fn etcd_histogram(s: &mut String, e: &EtcdAnalysis) {
+    s.push_str("<h3>Revision histogram (entry bytes by main revision)</h3>\n");
     let bars: Vec<(String, f64)> = e
         .revision_histogram
         .iter()
@@ -359,6 +377,10 @@ fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
         &format!("rev {l}"),
         short,
     ));
+}
+
+/// The groups by prefix: chart and table.
+fn etcd_prefixes(s: &mut String, e: &EtcdAnalysis) {
     let _ = write!(
         s,
         "\n<h3>By prefix</h3>\n<p>{}</p>\n",
@@ -391,6 +413,10 @@ fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
         );
     }
     s.push_str("</table>\n");
+}
+
+/// The top keys by revisions and by bytes.
+fn etcd_top_keys(s: &mut String, e: &EtcdAnalysis) {
     for (title, list) in [
         ("Top keys by revisions", &e.top_keys_by_revisions),
         ("Top keys by bytes", &e.top_keys_by_bytes),
@@ -410,6 +436,10 @@ fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
         }
         s.push_str("</table>\n");
     }
+}
+
+/// The capacity chart and the candidates table.
+fn etcd_capacity(s: &mut String, e: &EtcdAnalysis) {
     let c = &e.capacity;
     let _ = write!(
         s,

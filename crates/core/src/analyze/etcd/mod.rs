@@ -1,0 +1,245 @@
+//! The etcd MVCC part of `boltpack analyze`: revisions and compaction state, key and
+//! revision counts, per-prefix tables, a revision histogram, and capacity planning.
+//!
+//! **One pass over the `key` bucket.** Every entry is decoded without copying
+//! ([`KeyValue`]); per distinct user key the pass keeps one small [`KeyAcc`] keyed by a
+//! borrowed slice of the map. Everything per revision goes into fixed-size histograms, so
+//! memory grows with distinct keys, never with the file or the number of revisions.
+//!
+//! **Capacity curve in one pass.** Every entry `e` has a threshold `d(e)`: the smallest
+//! compaction revision R that removes it under etcd's rule (docs/format.md B5, the rule of
+//! [`CompactionPlan::keeps`]):
+//! - a put is removed once a newer revision of the same key is <= R: `d` = the main of the
+//!   key's next entry, or never for the key's newest entry;
+//! - a tombstone at `t` goes for R > t when a tombstone at R is kept (the default,
+//!   etcd >= 3.4.34 / 3.5.16 / 3.6): `d = t + 1`; for R >= t under the older rule: `d = t`.
+//!
+//! A histogram of entries and bytes by `d`, with band edges at the curve's revisions,
+//! answers "what remains after compacting at R" exactly for every edge at once.
+//!
+//! **File sizes of the candidates, from the same pass.** The pass also keeps, per entry,
+//! its key and value lengths and the first candidate that removes it (12 bytes an entry).
+//! The writer's tree builder counts the pages of each candidate's `key` bucket from those
+//! lengths alone ([`tree_pages`]), and the writer's planner lays out the rest of the file
+//! around it ([`plan_copy`] with [`Presized`]): exactly what `boltpack compact --dry-run
+//! --revision R` prints, without walking the file again per candidate. A `key` bucket
+//! small enough to be inline goes through the full planner ([`planned_size`]).
+
+use crate::error::Result;
+use crate::etcd::Rules;
+use crate::etcd::compaction::TombstoneAtRev;
+use crate::etcd::keyindex::decode_entry;
+use crate::etcd::meta::{EtcdMeta, Revisions, key_bucket};
+use crate::reader::{Bucket, Db};
+use crate::writer::CompactSummary;
+
+mod capacity;
+mod model;
+mod pass;
+mod tables;
+#[cfg(test)]
+mod tests;
+
+use crate::etcd::alarm::decode_alarm;
+use capacity::*;
+pub use capacity::{ThresholdHistogram, planned_size};
+pub use model::*;
+use pass::*;
+pub use tables::group_of;
+use tables::*;
+
+/// etcd's default backend quota (`--quota-backend-bytes` 0 means 2 GiB).
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+
+/// Progress of the pass over the `key` bucket: revisions read so far out of the total
+/// (both counted from the first revision). Called every 4096 entries, and once at the end.
+pub type PassProgress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// How to analyze an etcd file.
+#[derive(Clone)]
+pub struct EtcdOptions {
+    /// Non-Kubernetes keys are grouped by their first N `/`-separated segments.
+    pub prefix_depth: usize,
+    /// Kubernetes keys (`/registry/...`) are grouped by resource and namespace.
+    pub by_namespace: bool,
+    /// etcd's backend quota, for the headroom figures.
+    pub quota_bytes: u64,
+    /// A tombstone exactly at the compaction revision: kept (default) or dropped.
+    pub rule: TombstoneAtRev,
+    /// How many keys the top lists show.
+    pub top: usize,
+    /// How many candidate revisions get the exact file size of their compacted copy.
+    pub candidates: usize,
+    /// Points of the capacity curve (band edges of the threshold histogram).
+    pub curve_points: usize,
+    /// Bands of the revision histogram.
+    pub histogram_bands: usize,
+    /// Which release derives the current and compacted revisions (default 3.4.23, as
+    /// `compact` does).
+    pub rules: Rules,
+    /// Told how far the pass over the `key` bucket is (the binary draws a bar from it).
+    pub progress: Option<PassProgress>,
+}
+
+impl std::fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("prefix_depth", &self.prefix_depth)
+            .field("by_namespace", &self.by_namespace)
+            .field("quota_bytes", &self.quota_bytes)
+            .field("rule", &self.rule)
+            .field("top", &self.top)
+            .field("rules", &self.rules)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            prefix_depth: 1,
+            by_namespace: false,
+            quota_bytes: DEFAULT_QUOTA_BYTES,
+            rule: TombstoneAtRev::Keep,
+            top: 10,
+            candidates: 8,
+            curve_points: 200,
+            histogram_bands: 50,
+            rules: Rules::ETCD_3_4_23,
+            progress: None,
+        }
+    }
+}
+
+fn count_entries(db: &Db, name: &[u8]) -> Result<u64> {
+    Ok(crate::etcd::bucket_len(db, name)?.unwrap_or(0))
+}
+
+impl EtcdAnalysis {
+    /// Analyze an etcd file; `Ok(None)` when it has no `key` and `meta` buckets.
+    pub fn gather(db: &Db, opts: &EtcdOptions) -> Result<Option<EtcdAnalysis>> {
+        Ok(Self::gather_parts(db, opts)?.map(|(a, _)| a))
+    }
+
+    /// [`gather`](Self::gather), plus the plan of a defragmented copy (`compact --dry-run`)
+    /// when the pass's layout gives it.
+    pub fn gather_parts(
+        db: &Db,
+        opts: &EtcdOptions,
+    ) -> Result<Option<(EtcdAnalysis, Option<CompactSummary>)>> {
+        if !crate::etcd::is_etcd(db) {
+            return Ok(None);
+        }
+        let (meta, revs): (EtcdMeta, Revisions) = Revisions::read(db, &opts.rules)?;
+        let current = revs.current;
+        let compacted = revs.compacted;
+        let first_key = match key_bucket(db)?.iter().next() {
+            Some(e) => Some(decode_entry(db, e?.key, &[], false).map(|(r, _)| r.main)?),
+            None => None,
+        };
+        let first = first_key.unwrap_or(current);
+        let last = revs.last_key.unwrap_or(current).max(first);
+        // Candidates run from the compacted revision (or just below the first entry) up.
+        let lo = if compacted > 0 {
+            compacted.min(current)
+        } else {
+            (first - 1).clamp(0, current)
+        };
+        let candidates = Candidates::new(spread(lo, current, opts.candidates.max(1)), compacted);
+        let mut edges = spread(lo, current, opts.curve_points.max(2));
+        edges.extend(&candidates.revisions);
+        edges.sort_unstable();
+        edges.dedup();
+        let pass = key_pass(db, first, last, edges, lo, &candidates, opts)?;
+        let scope = Scope {
+            meta,
+            revs,
+            first_key,
+            lo,
+            candidates,
+        };
+        let candidates = &scope.candidates;
+        // The file sizes (the tree builder over the layout, per candidate) on the other
+        // core while the tables are made here.
+        let sizing = |pass: &Pass| -> Result<(Vec<u64>, Option<CompactSummary>)> {
+            let sizes = (0..candidates.revisions.len())
+                .map(|c| candidate_size(db, pass, candidates, c, compacted, opts.rule))
+                .collect::<Result<Vec<u64>>>()?;
+            Ok((sizes, layout_plan(db, pass, None, None)?))
+        };
+        std::thread::scope(|s| {
+            let sized = s.spawn(|| sizing(&pass));
+            let tables = Self::tables(&pass, opts);
+            let sized = sized
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let (sizes, defrag) = sized?;
+            let analysis = Self::finish(db, opts, &scope, &pass, tables, &sizes)?;
+            Ok((analysis, defrag))
+        })
+        .map(Some)
+    }
+}
+
+/// What the analysis is about, fixed before the pass: the file's revisions and the
+/// compaction candidates.
+struct Scope {
+    meta: EtcdMeta,
+    revs: Revisions,
+    first_key: Option<i64>,
+    /// The lowest candidate (the compacted revision, or just below the first entry).
+    lo: i64,
+    candidates: Candidates,
+}
+
+/// The active alarms of the `alarm` bucket.
+fn alarms(db: &Db) -> Result<Vec<crate::etcd::alarm::Alarm>> {
+    let mut v = Vec::new();
+    if let Some(b) = Bucket::root_of(db).bucket(b"alarm")? {
+        for e in b.iter() {
+            v.push(decode_alarm(e?.key));
+        }
+    }
+    Ok(v)
+}
+
+impl EtcdAnalysis {
+    /// The report from the pass, its tables and the candidates' file sizes.
+    fn finish(
+        db: &Db,
+        opts: &EtcdOptions,
+        scope: &Scope,
+        pass: &Pass,
+        tables: Tables,
+        sizes: &[u64],
+    ) -> Result<EtcdAnalysis> {
+        let (meta, revs) = (&scope.meta, &scope.revs);
+        let capacity = capacity_of(db, opts, scope.lo, revs, &scope.candidates, pass, sizes);
+        Ok(EtcdAnalysis {
+            current_revision: revs.current,
+            compacted_revision: revs.compacted,
+            finished_compact_rev: meta.finished_compact_rev,
+            scheduled_compact_rev: meta.scheduled_compact_rev,
+            interrupted_compaction: meta
+                .scheduled_compact_rev
+                .filter(|&s| Some(s) != meta.finished_compact_rev),
+            first_key_revision: scope.first_key,
+            last_key_revision: revs.last_key,
+            consistent_index: meta.consistent_index,
+            term: meta.term,
+            storage_version: meta.storage_version.clone(),
+            alarms: alarms(db)?,
+            members: count_entries(db, b"members")?,
+            members_removed: count_entries(db, b"members_removed")?,
+            leases: count_entries(db, b"lease")?,
+            keys: pass.figures.clone(),
+            revisions_per_key: tables.revisions_per_key,
+            top_keys_by_revisions: tables.top_keys_by_revisions,
+            top_keys_by_bytes: tables.top_keys_by_bytes,
+            prefixes: tables.prefixes,
+            revision_histogram: pass.bands.clone(),
+            capacity,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The one pass over the `key` bucket: per-key accumulators, the revision bands, the
+//! entries' layout and their compaction thresholds.
+
+use crate::error::Result;
+use crate::etcd::keyindex::decode_entry_through_value;
+use crate::etcd::keymap::{self, KeyMap};
+use crate::etcd::meta::key_bucket;
+use crate::reader::Db;
+use crate::writer::tree::ElementLen;
+
+use super::*;
+
+/// What the pass keeps per distinct user key.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct KeyAcc {
+    pub(super) revisions: u64,
+    pub(super) bytes: u64,
+    /// The newest entry so far.
+    pub(super) last_main: i64,
+    pub(super) last_bytes: u64,
+    pub(super) last_tombstone: bool,
+    pub(super) last_value_len: u64,
+    /// Index of the newest entry in [`Pass::layout`].
+    pub(super) last_index: usize,
+}
+
+/// A `key` bucket entry as the candidates' layout needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EntryLayout {
+    pub(super) len: ElementLen,
+    /// The first candidate (index) whose compaction removes the entry; the number of
+    /// candidates when none does.
+    pub(super) gone_at: u32,
+}
+
+/// The result of the one pass, before capacity planning.
+pub(super) struct Pass {
+    pub(super) keys: KeyMap<KeyAcc>,
+    /// The `key` bucket's entries came in strictly ascending order, as the writer needs
+    /// them (otherwise `compact` refuses the file and the layout figures are not used).
+    pub(super) ordered: bool,
+    /// Every entry, in bucket order.
+    pub(super) layout: Vec<EntryLayout>,
+    pub(super) figures: KeyFigures,
+    pub(super) bands: Vec<RevisionBand>,
+    pub(super) thresholds: ThresholdHistogram,
+    /// Entry bytes with main above the rate's base revision.
+    pub(super) recent_bytes: u64,
+}
+
+/// `n` bands of equal width over `first..=last` (the last one shorter), and the width.
+fn revision_bands(first: i64, last: i64, n: usize) -> (Vec<RevisionBand>, i64) {
+    let n = n.max(1) as i64;
+    let width = ((last - first + 1).max(1) + n - 1) / n;
+    let mut bands = Vec::new();
+    let mut b0 = first;
+    while b0 <= last {
+        bands.push(RevisionBand {
+            first: b0,
+            last: (b0 + width - 1).min(last),
+            ..Default::default()
+        });
+        b0 += width;
+    }
+    (bands, width)
+}
+
+pub(super) fn key_pass(
+    db: &Db,
+    first: i64,
+    last: i64,
+    edges: Vec<i64>,
+    rate_base: i64,
+    candidates: &Candidates,
+    opts: &EtcdOptions,
+) -> Result<Pass> {
+    let (bands, width) = revision_bands(first, last, opts.histogram_bands);
+    let mut p = Pass {
+        keys: KeyMap::default(),
+        ordered: true,
+        layout: Vec::new(),
+        figures: KeyFigures::default(),
+        bands,
+        thresholds: ThresholdHistogram::new(edges),
+        recent_bytes: 0,
+    };
+    let total = (last - first).max(0) as u64;
+    let mut prev_key: Option<&[u8]> = None;
+    for e in key_bucket(db)?.iter() {
+        let e = e?;
+        let (rev, kv) = decode_entry_through_value(db, e.key, e.value, e.is_bucket())?;
+        if prev_key.is_some_and(|k| e.key <= k) {
+            p.ordered = false;
+        }
+        prev_key = Some(e.key);
+        let bytes = (e.key.len() + e.value.len()) as u64;
+        let f = &mut p.figures;
+        f.entries += 1;
+        f.entry_bytes += bytes;
+        f.tombstones += u64::from(rev.tombstone);
+        if rev.main > rate_base {
+            p.recent_bytes += bytes;
+        }
+        if let Some(band) = p
+            .bands
+            .get_mut(((rev.main - first).max(0) / width) as usize)
+        {
+            band.entries += 1;
+            band.bytes += bytes;
+            band.tombstones += u64::from(rev.tombstone);
+        }
+        let acc = keymap::entry(&mut p.keys, kv.key);
+        if acc.revisions > 0 && !acc.last_tombstone {
+            // The previous put of this key goes once this revision is <= R.
+            p.thresholds.add(Some(rev.main), acc.last_bytes);
+            p.layout[acc.last_index].gone_at = candidates.gone_at(Some(rev.main));
+        }
+        let d = threshold(rev.main, rev.tombstone, None, opts.rule);
+        if rev.tombstone {
+            p.thresholds.add(d, bytes);
+        }
+        acc.last_index = p.layout.len();
+        p.layout.push(EntryLayout {
+            len: ElementLen {
+                key: e.key.len() as u32,
+                value: e.value.len() as u32,
+            },
+            // A put's threshold is its key's next revision: set when that comes.
+            gone_at: candidates.gone_at(d),
+        });
+        acc.revisions += 1;
+        acc.bytes += bytes;
+        acc.last_main = rev.main;
+        acc.last_bytes = bytes;
+        acc.last_tombstone = rev.tombstone;
+        acc.last_value_len = kv.value.len() as u64;
+        if let Some(progress) = &opts.progress
+            && f.entries.is_multiple_of(4096)
+        {
+            progress((rev.main - first).max(0) as u64, total);
+        }
+    }
+    if let Some(progress) = &opts.progress {
+        progress(total, total);
+    }
+    let f = &mut p.figures;
+    f.distinct_keys = p.keys.len() as u64;
+    for acc in p.keys.values() {
+        if !acc.last_tombstone {
+            // The newest put stays at every R.
+            p.thresholds.add(None, acc.last_bytes);
+            f.live_keys += 1;
+            f.live_value_bytes += acc.last_value_len;
+        }
+        f.latest_bytes += acc.last_bytes;
+    }
+    f.historical_revisions = f.entries - f.distinct_keys;
+    f.history_bytes = f.entry_bytes - f.latest_bytes;
+    Ok(p)
+}

@@ -1,0 +1,217 @@
+//! The etcd analysis against the committed fixture, synthetic histories and the
+//! compaction plan.
+
+use super::*;
+use crate::OpenOptions;
+use crate::etcd::META_BUCKET;
+use crate::etcd::alarm::decode_alarm;
+use crate::etcd::compaction::CompactionPlan;
+use crate::writer::CompactOptions;
+use crate::writer::compact::Transform;
+
+fn fixture() -> Db {
+    let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("testdata/etcd/db");
+    Db::open(&p, OpenOptions { lock: false }).unwrap()
+}
+
+#[test]
+fn groups() {
+    assert_eq!(
+        group_of(b"/registry/pods/default/p1", 1, false),
+        "registry:pods"
+    );
+    assert_eq!(
+        group_of(b"/registry/pods/default/p1", 1, true),
+        "registry:pods/default"
+    );
+    assert_eq!(
+        group_of(b"/registry/masterleases/127.0.0.1", 1, true),
+        "registry:masterleases"
+    );
+    assert_eq!(
+        group_of(b"/registry/apiregistration.k8s.io/apiservices/v1.", 1, true),
+        "registry:apiregistration.k8s.io/apiservices"
+    );
+    assert_eq!(group_of(b"foo", 1, false), "foo");
+    assert_eq!(group_of(b"a/b/c", 1, false), "a/");
+    assert_eq!(group_of(b"a/b/c", 2, false), "a/b/");
+    assert_eq!(group_of(b"/x/y/z", 1, false), "/x/");
+    assert_eq!(group_of(b"/x/y/z", 5, false), "/x/y/z");
+}
+
+#[test]
+fn alarms_and_thresholds() {
+    // memberID 0x1234, NOSPACE
+    let a = decode_alarm(&[0x08, 0xb4, 0x24, 0x10, 0x01]);
+    assert_eq!(
+        (a.member_id.as_str(), a.alarm.as_str()),
+        ("1234", "NOSPACE")
+    );
+    assert_eq!(threshold(5, true, Some(9), TombstoneAtRev::Keep), Some(6));
+    assert_eq!(threshold(5, true, None, TombstoneAtRev::Drop), Some(5));
+    assert_eq!(threshold(5, false, Some(9), TombstoneAtRev::Keep), Some(9));
+    let mut h = ThresholdHistogram::new(vec![2, 4, 6]);
+    for (d, b) in [
+        (Some(1), 1),
+        (Some(3), 10),
+        (Some(4), 100),
+        (Some(7), 1000),
+        (None, 5),
+    ] {
+        h.add(d, b);
+    }
+    let c: Vec<_> = h
+        .curve()
+        .iter()
+        .map(|p| (p.revision, p.remaining_bytes))
+        .collect();
+    assert_eq!(c, vec![(2, 1115), (4, 1005), (6, 1005)]);
+    assert_eq!(percentile(&[1, 2, 3, 4], 0.5), 2);
+    assert_eq!(percentile(&[1, 2, 3, 4], 0.99), 4);
+    assert_eq!(spread(166, 218, 3), vec![166, 192, 218]);
+}
+
+/// What CompactionPlan keeps at R, counted directly.
+fn plan_counts(db: &Db, r: i64, rule: TombstoneAtRev) -> (u64, u64) {
+    let plan = CompactionPlan::build(db, r, rule).unwrap();
+    let (mut n, mut b) = (0, 0);
+    for e in key_bucket(db).unwrap().iter() {
+        let e = e.unwrap();
+        if plan.keeps(e.key, e.value).unwrap() {
+            n += 1;
+            b += (e.key.len() + e.value.len()) as u64;
+        }
+    }
+    (n, b)
+}
+
+#[test]
+fn curve_equals_compaction_plan_on_fixture() {
+    let db = fixture();
+    for rule in [TombstoneAtRev::Keep, TombstoneAtRev::Drop] {
+        let opts = EtcdOptions {
+            rule,
+            curve_points: 1000,
+            // Every revision from the compacted one to the current one.
+            candidates: 60,
+            ..EtcdOptions::default()
+        };
+        let a = EtcdAnalysis::gather(&db, &opts).unwrap().unwrap();
+        assert_eq!(
+            a.capacity.curve.len(),
+            218 - 166 + 1,
+            "one point per revision"
+        );
+        for p in &a.capacity.curve {
+            let (n, b) = plan_counts(&db, p.revision, rule);
+            assert_eq!(
+                (p.remaining_entries, p.remaining_bytes),
+                (n, b),
+                "R {} {rule:?}",
+                p.revision
+            );
+        }
+        for c in &a.capacity.candidates {
+            assert_eq!(
+                c.remaining_file_size,
+                planned_size(&db, c.revision, 166, rule).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn fixture_figures() {
+    let db = fixture();
+    let a = EtcdAnalysis::gather(&db, &EtcdOptions::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.current_revision, a.compacted_revision), (218, 166));
+    assert_eq!(a.keys.live_keys, 97);
+    assert_eq!(a.keys.entries, 135);
+    assert_eq!(a.interrupted_compaction, None);
+    assert_eq!(a.members, 1);
+    let total: u64 = a.revision_histogram.iter().map(|b| b.entries).sum();
+    assert_eq!(total, a.keys.entries);
+    let rows: u64 = a.prefixes.groups.iter().map(|g| g.revisions).sum();
+    assert_eq!(rows, a.keys.entries);
+    assert_eq!(a.capacity.candidates.len(), 8);
+    assert_eq!(a.capacity.candidates[0].revision, 166);
+    assert_eq!(a.capacity.candidates.last().unwrap().revision, 218);
+    // Nothing is removable at the compacted revision itself.
+    assert_eq!(a.capacity.candidates[0].removed_entries, 0);
+}
+
+/// The fixture with an interrupted compaction (scheduledCompactRev 180 > finished 166)
+/// and a NOSPACE alarm, written through the writer's transform.
+#[test]
+fn interrupted_compaction_and_alarm() {
+    let db = fixture();
+    let mut t = Transform::default();
+    let sched = crate::etcd::RevisionKey {
+        main: 180,
+        sub: 0,
+        tombstone: false,
+    };
+    t.set.insert(
+        META_BUCKET.to_vec(),
+        [(b"scheduledCompactRev".to_vec(), sched.to_bytes().to_vec())].into(),
+    );
+    t.set.insert(
+        b"alarm".to_vec(),
+        [(vec![0x08, 0xb4, 0x24, 0x10, 0x01], Vec::new())].into(),
+    );
+    let (bytes, _) =
+        crate::writer::compact::compact_to_vec(&db, &CompactOptions::default(), &t).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db");
+    std::fs::write(&p, bytes).unwrap();
+    let copy = Db::open(&p, OpenOptions { lock: false }).unwrap();
+    let a = EtcdAnalysis::gather(&copy, &EtcdOptions::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.finished_compact_rev, Some(166));
+    assert_eq!(a.scheduled_compact_rev, Some(180));
+    assert_eq!(a.interrupted_compaction, Some(180));
+    // etcd 3.4.23 resumes it at start (180 <= current 218) and then enforces 180.
+    assert_eq!((a.current_revision, a.compacted_revision), (218, 180));
+    assert_eq!(
+        a.alarms,
+        vec![Alarm {
+            member_id: "1234".into(),
+            alarm: "NOSPACE".into()
+        }]
+    );
+    // Candidates now start at 180.
+    assert_eq!(a.capacity.candidates[0].revision, 180);
+}
+
+/// A synthetic history through the same threshold logic, against the key index rule.
+#[test]
+fn synthetic_history_matches_rule() {
+    // put foo@2, put foo@3, put baz@4, del foo@5, put foo@6, put lk@7 (docs/format.md B5 example).
+    let ops: [(i64, &[u8], bool); 6] = [
+        (2, b"foo", false),
+        (3, b"foo", false),
+        (4, b"baz", false),
+        (5, b"foo", true),
+        (6, b"foo", false),
+        (7, b"lk", false),
+    ];
+    for rule in [TombstoneAtRev::Keep, TombstoneAtRev::Drop] {
+        let mut h = ThresholdHistogram::new((1..=7).collect());
+        for (i, &(m, k, t)) in ops.iter().enumerate() {
+            let next = ops[i + 1..].iter().find(|o| o.1 == k).map(|o| o.0);
+            h.add(threshold(m, t, next, rule), 1);
+        }
+        let c: Vec<u64> = h.curve().iter().map(|p| p.remaining_entries).collect();
+        // compact 4 keeps foo@3 and baz@4 plus 5, 6, 7 (foo@2 gone).
+        assert_eq!(c[3], 5);
+        // compact 5: foo's generation ended at 5; keep drops it all, keep-rule keeps
+        // the tombstone.
+        let at5 = if rule == TombstoneAtRev::Keep { 4 } else { 3 };
+        assert_eq!(c[4], at5, "{rule:?}");
+        assert_eq!(c[6], 3);
+    }
+}
