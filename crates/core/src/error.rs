@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use crate::format::PageId;
+pub use crate::format::DamageKind;
 use crate::format::meta::MetaError;
+use crate::format::{FormatError, PageId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +47,7 @@ pub enum Error {
     Corrupt {
         page: PageId,
         offset: u64,
+        kind: DamageKind,
         what: String,
     },
     /// An output that exists, which the caller did not ask to replace.
@@ -62,11 +64,27 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn corrupt(page: PageId, offset: u64, what: impl Into<String>) -> Error {
+    pub fn corrupt(kind: DamageKind, page: PageId, offset: u64, what: impl Into<String>) -> Error {
         Error::Corrupt {
             page,
             offset,
+            kind,
             what: what.into(),
+        }
+    }
+
+    /// A format error inside the page at `page` whose bytes start at file offset `base`.
+    pub fn from_format(page: PageId, base: u64, e: FormatError) -> Error {
+        Error::corrupt(e.kind, page, base + e.offset as u64, e.what)
+    }
+
+    /// The kind of damage, for an error that is damage.
+    pub fn damage_kind(&self) -> Option<DamageKind> {
+        match self {
+            Error::Corrupt { kind, .. } => Some(*kind),
+            Error::NoValidMeta { .. } => Some(DamageKind::Meta),
+            Error::TooSmall { .. } => Some(DamageKind::Bounds),
+            _ => None,
         }
     }
 

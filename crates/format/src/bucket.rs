@@ -1,7 +1,7 @@
 //! The bucket header stored as a sub-bucket's value (Go: `type bucket`, bb136 `bucket.go`).
 
 use super::bytes::{put_u64, u64_at};
-use super::{FormatError, PageId};
+use super::{DamageKind, FormatError, PageId};
 
 /// Size of the header that starts every bucket value (`bucketHeaderSize`, bucket.go).
 pub const BUCKET_HEADER_SIZE: usize = 16;
@@ -26,6 +26,7 @@ impl BucketHeader {
     pub fn parse(value: &[u8]) -> Result<BucketHeader, FormatError> {
         let short = || {
             FormatError::new(
+                DamageKind::Bounds,
                 0,
                 format!(
                     "bucket value is {} bytes, shorter than the 16-byte bucket header",

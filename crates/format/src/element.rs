@@ -6,8 +6,11 @@
 //! bucket's page image inside a value.
 
 use super::bytes::{put_u32, put_u64, slice, u32_at, u64_at};
-use super::page::{BRANCH_PAGE_FLAG, LEAF_PAGE_FLAG, PAGE_HEADER_SIZE, PageHeader, PageKind};
-use super::{Field, FormatError, PageId};
+use super::page::{
+    BRANCH_PAGE_FLAG, COUNT_OFFSET, FLAGS_OFFSET, LEAF_PAGE_FLAG, PAGE_HEADER_SIZE, PageHeader,
+    PageKind,
+};
+use super::{DamageKind, Field, FormatError, PageId};
 
 /// `leafPageElementSize` and `branchPageElementSize` (page.go).
 pub const LEAF_ELEMENT_SIZE: usize = 16;
@@ -89,7 +92,8 @@ impl LeafElementRaw {
     #[inline]
     pub fn parse(page: &[u8], at: usize) -> Result<LeafElementRaw, FormatError> {
         let f = |o: usize| {
-            u32_at(page, at + o).ok_or_else(|| FormatError::new(at, "element cut short"))
+            u32_at(page, at + o)
+                .ok_or_else(|| FormatError::new(DamageKind::Bounds, at, "element cut short"))
         };
         Ok(LeafElementRaw {
             flags: f(LEAF_FLAGS)?,
@@ -112,7 +116,7 @@ impl BranchElementRaw {
     /// The element stored at `page[at..at + 16]`.
     #[inline]
     pub fn parse(page: &[u8], at: usize) -> Result<BranchElementRaw, FormatError> {
-        let short = || FormatError::new(at, "element cut short");
+        let short = || FormatError::new(DamageKind::Bounds, at, "element cut short");
         Ok(BranchElementRaw {
             pos: u32_at(page, at + BRANCH_POS).ok_or_else(short)?,
             ksize: u32_at(page, at + BRANCH_KSIZE).ok_or_else(short)?,
@@ -167,7 +171,8 @@ impl<'a> NodeView<'a> {
             PageKind::Branch | PageKind::Leaf => {}
             other => {
                 return Err(FormatError::new(
-                    8,
+                    DamageKind::PageType,
+                    FLAGS_OFFSET,
                     format!("expected a branch or leaf page, found {other}"),
                 ));
             }
@@ -175,7 +180,8 @@ impl<'a> NodeView<'a> {
         let need = PAGE_HEADER_SIZE + usize::from(header.count) * LEAF_ELEMENT_SIZE;
         if need > data.len() {
             return Err(FormatError::new(
-                10,
+                DamageKind::Bounds,
+                COUNT_OFFSET,
                 format!(
                     "element count {} needs {need} bytes, page has {}",
                     header.count,
@@ -211,7 +217,8 @@ impl<'a> NodeView<'a> {
     fn check_index(&self, i: usize) -> Result<usize, FormatError> {
         if i >= self.count() {
             return Err(FormatError::new(
-                10,
+                DamageKind::Bounds,
+                COUNT_OFFSET,
                 format!("element {i} beyond count {}", self.count()),
             ));
         }
@@ -257,7 +264,11 @@ impl<'a> NodeView<'a> {
     #[inline]
     pub fn leaf(&self, i: usize) -> Result<LeafElement<'a>, FormatError> {
         if !self.is_leaf() {
-            return Err(FormatError::new(8, "leaf element read from a branch page"));
+            return Err(FormatError::new(
+                DamageKind::PageType,
+                FLAGS_OFFSET,
+                "leaf element read from a branch page",
+            ));
         }
         let raw = self.leaf_raw(i)?;
         let at = Self::element_offset(i);
@@ -265,6 +276,7 @@ impl<'a> NodeView<'a> {
         let (ks, vs) = (raw.ksize as usize, raw.vsize as usize);
         let kv = slice(self.data, start, ks.saturating_add(vs)).ok_or_else(|| {
             FormatError::new(
+                DamageKind::Bounds,
                 at,
                 format!(
                     "leaf element {i}: key+value [{start}, +{ks}+{vs}) runs past the page end {}",
@@ -282,13 +294,18 @@ impl<'a> NodeView<'a> {
     #[inline]
     pub fn branch(&self, i: usize) -> Result<BranchElement<'a>, FormatError> {
         if self.is_leaf() {
-            return Err(FormatError::new(8, "branch element read from a leaf page"));
+            return Err(FormatError::new(
+                DamageKind::PageType,
+                FLAGS_OFFSET,
+                "branch element read from a leaf page",
+            ));
         }
         let raw = self.branch_raw(i)?;
         let at = Self::element_offset(i);
         let start = at + raw.pos as usize;
         let key = slice(self.data, start, raw.ksize as usize).ok_or_else(|| {
             FormatError::new(
+                DamageKind::Bounds,
                 at,
                 format!(
                     "branch element {i}: key [{start}, +{}) runs past the page end {}",

@@ -2,7 +2,7 @@
 
 use super::bytes::{put_u64, u64_at};
 use super::page::{FREELIST_PAGE_FLAG, PAGE_HEADER_SIZE, PageHeader};
-use super::{FormatError, PageId};
+use super::{DamageKind, FormatError, PageId};
 
 /// `count` value meaning "the real count is the first u64 of the data" (freelist.go `read`).
 pub const FREELIST_COUNT_ESCAPE: u16 = 0xFFFF;
@@ -20,7 +20,11 @@ impl<'a> FreelistView<'a> {
     pub fn parse(header: &PageHeader, page: &'a [u8]) -> Result<FreelistView<'a>, FormatError> {
         let (count, ids_offset) = if header.count == FREELIST_COUNT_ESCAPE {
             let n = u64_at(page, PAGE_HEADER_SIZE).ok_or_else(|| {
-                FormatError::new(PAGE_HEADER_SIZE, "freelist count word is cut short")
+                FormatError::new(
+                    DamageKind::Freelist,
+                    PAGE_HEADER_SIZE,
+                    "freelist count word is cut short",
+                )
             })?;
             (n, PAGE_HEADER_SIZE + 8)
         } else {
@@ -29,6 +33,7 @@ impl<'a> FreelistView<'a> {
         let room = (page.len().saturating_sub(ids_offset) / 8) as u64;
         if count > room {
             return Err(FormatError::new(
+                DamageKind::Freelist,
                 ids_offset,
                 format!("freelist count {count} needs more room than the page's {room} slots"),
             ));

@@ -32,17 +32,47 @@ pub struct Field {
     pub width: usize,
 }
 
+/// What kind of damage a file has, for callers and tests to match on; the message says the
+/// details. Shared by the format's errors, the reader's and the checks' problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DamageKind {
+    /// Something runs past its page, its value or the file: counts, sizes, offsets,
+    /// a truncated file, a page id beyond the high-water mark.
+    Bounds,
+    /// A page whose header is not what its place demands: its id, or its type flags.
+    PageType,
+    /// Keys out of order or outside their parent's range, empty keys, a plain key in the
+    /// root bucket.
+    KeyOrder,
+    /// The tree's shape: pages reached twice, cycles, trees or buckets nested too deep,
+    /// more work than the file holds, inline buckets holding buckets.
+    Shape,
+    /// Page use that disagrees with the freelist: unreachable pages not freed, reachable
+    /// pages freed.
+    Reach,
+    /// A meta page.
+    Meta,
+    /// The freelist page or its entries.
+    Freelist,
+    /// An etcd record that does not decode: a revision key, an `mvccpb.KeyValue`, a `meta`
+    /// value.
+    Etcd,
+}
+
 /// A malformed structure inside one page or value: `offset` is relative to the start of the
 /// bytes the view was made from; the reader turns it into a file offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatError {
+    pub kind: DamageKind,
     pub offset: usize,
     pub what: Cow<'static, str>,
 }
 
 impl FormatError {
-    pub fn new(offset: usize, what: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(kind: DamageKind, offset: usize, what: impl Into<Cow<'static, str>>) -> Self {
         FormatError {
+            kind,
             offset,
             what: what.into(),
         }

@@ -1,7 +1,7 @@
 //! The 16-byte page header and page types (Go: `type page`, bb136 `page.go`).
 
 use super::bytes::{put_u16, put_u32, put_u64, u16_at, u32_at, u64_at};
-use super::{Field, FormatError, PageId};
+use super::{DamageKind, Field, FormatError, PageId};
 
 /// Size of the header at the start of every logical page (`pageHeaderSize`, page.go).
 pub const PAGE_HEADER_SIZE: usize = 16;
@@ -100,7 +100,7 @@ pub struct PageHeader {
 impl PageHeader {
     #[inline]
     pub fn parse(b: &[u8]) -> Result<PageHeader, FormatError> {
-        let short = || FormatError::new(0, "page header is cut short");
+        let short = || FormatError::new(DamageKind::Bounds, 0, "page header is cut short");
         Ok(PageHeader {
             id: u64_at(b, ID_OFFSET).ok_or_else(short)?,
             flags: u16_at(b, FLAGS_OFFSET).ok_or_else(short)?,

@@ -2,6 +2,7 @@
 //! the key-order checks of bbolt >= 1.3.7 `tx_check.go`), plus the rules a stricter reader
 //! needs: metas, file length, every page below the high-water mark reached once or free.
 
+use crate::error::DamageKind;
 use crate::format::meta::Meta;
 use crate::reader::reach::{FreelistKind, PageMap, PageUse};
 use crate::reader::walk::{Problem, Visitor, show_path};
@@ -26,6 +27,7 @@ pub fn check_with_map(db: &Db, map: &PageMap) -> Vec<Problem> {
     let hwm = db.hwm();
     if db.file_pages() < hwm {
         out.push(Problem {
+            kind: DamageKind::Bounds,
             page: db.file_pages(),
             offset: db.file_size(),
             what: format!(
@@ -44,6 +46,7 @@ pub fn check_with_map(db: &Db, map: &PageMap) -> Vec<Problem> {
         let reached = *u != PageUse::Unreached;
         if map.freelist_kind == FreelistKind::Page && !reached && !free {
             out.push(Problem {
+                kind: DamageKind::Reach,
                 page: id,
                 offset,
                 what: "unreachable unfreed: neither reached from a bucket nor in the freelist"
@@ -52,6 +55,7 @@ pub fn check_with_map(db: &Db, map: &PageMap) -> Vec<Problem> {
         }
         if reached && free {
             out.push(Problem {
+                kind: DamageKind::Reach,
                 page: id,
                 offset,
                 what: format!(
@@ -83,6 +87,7 @@ fn metas(db: &Db, out: &mut Vec<Problem>) {
         let page = i as u64;
         match &slot.meta {
             Err(e) => out.push(Problem {
+                kind: DamageKind::Meta,
                 page,
                 offset: slot.offset,
                 what: format!("meta {i} is invalid: {e}"),
@@ -95,6 +100,7 @@ fn metas(db: &Db, out: &mut Vec<Problem>) {
 fn meta_fields(db: &Db, i: usize, offset: u64, m: &Meta, out: &mut Vec<Problem>) {
     let mut bad = |at: u64, what: String| {
         out.push(Problem {
+            kind: DamageKind::Meta,
             page: i as u64,
             offset: offset + at,
             what: format!("meta {i}: {what}"),
@@ -167,6 +173,7 @@ fn root_entries(db: &Db, out: &mut Vec<Problem>) {
             Ok(e) if !e.is_bucket() => {
                 let at = db.offset_of(e.key);
                 out.push(Problem {
+                    kind: DamageKind::KeyOrder,
                     page: db.page_at(at),
                     offset: at,
                     what: format!(

@@ -86,9 +86,14 @@ fn newest_up_to<'a>(
     Ok(newest)
 }
 
-fn bad_entry(db: &Db, at: &[u8], what: String) -> Error {
+fn bad_entry(db: &Db, at: &[u8], what: impl std::fmt::Display) -> Error {
     let off = db.offset_of(at);
-    Error::corrupt(db.page_at(off), off, format!("key bucket entry: {what}"))
+    Error::corrupt(
+        crate::error::DamageKind::Etcd,
+        db.page_at(off),
+        off,
+        format!("key bucket entry: {what}"),
+    )
 }
 
 pub struct CompactionPlan<'a> {

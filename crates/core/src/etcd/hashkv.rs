@@ -112,7 +112,12 @@ pub fn hash_kv_with(
         } else {
             RevisionKey::parse(e.key).map_err(|what| {
                 let at = db.offset_of(e.key);
-                Error::corrupt(db.page_at(at), at, format!("`key` bucket: {what}"))
+                Error::corrupt(
+                    crate::error::DamageKind::Etcd,
+                    db.page_at(at),
+                    at,
+                    format!("`key` bucket: {what}"),
+                )
             })?
         };
         if !hashed(&r, rev, compact, &keep, rules) {

@@ -184,11 +184,11 @@ fn decode_entry_with<'a>(
     key: &'a [u8],
     value: &'a [u8],
     is_bucket: bool,
-    decode: fn(&'a [u8]) -> std::result::Result<KeyValue<'a>, String>,
+    decode: fn(&'a [u8]) -> std::result::Result<KeyValue<'a>, crate::etcd::kv::KvError>,
 ) -> Result<(RevisionKey, KeyValue<'a>)> {
     let err = |s: &[u8], what: String| {
         let at = db.offset_of(s);
-        Error::corrupt(db.page_at(at), at, what)
+        Error::corrupt(crate::error::DamageKind::Etcd, db.page_at(at), at, what)
     };
     if is_bucket {
         return Err(err(key, "the `key` bucket holds a sub-bucket".into()));

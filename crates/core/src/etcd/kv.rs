@@ -14,24 +14,45 @@ pub struct KeyValue<'a> {
 
 /// A protobuf varint at `b[*at..]`, advancing `at`; longer than 10 bytes or past 64 bits
 /// is an error.
-pub(crate) fn varint(b: &[u8], at: &mut usize) -> Result<u64, String> {
+pub(crate) fn varint(b: &[u8], at: &mut usize) -> Result<u64, KvError> {
     let mut v: u64 = 0;
     for shift in (0..70).step_by(7) {
-        let byte = *b.get(*at).ok_or("varint cut short")?;
+        let byte = *b.get(*at).ok_or(KvError::VarintCutShort)?;
         *at += 1;
         if shift == 63 && byte > 1 {
-            return Err("varint overflows 64 bits".into());
+            return Err(KvError::VarintOverflow);
         }
         v |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("varint longer than 10 bytes".into())
+    Err(KvError::VarintTooLong)
+}
+
+/// Why an `mvccpb.KeyValue` (or a varint in it) does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    #[error("varint cut short")]
+    VarintCutShort,
+    #[error("varint overflows 64 bits")]
+    VarintOverflow,
+    #[error("varint longer than 10 bytes")]
+    VarintTooLong,
+    #[error("length overflows")]
+    LengthOverflow,
+    #[error("field {field} of {len} bytes runs past the value end")]
+    FieldPastEnd { field: u64, len: u64 },
+    #[error("fixed64 cut short")]
+    Fixed64CutShort,
+    #[error("fixed32 cut short")]
+    Fixed32CutShort,
+    #[error("unknown wire type {wire} at byte {at}")]
+    UnknownWireType { wire: u64, at: usize },
 }
 
 impl<'a> KeyValue<'a> {
-    pub fn decode(b: &'a [u8]) -> Result<KeyValue<'a>, String> {
+    pub fn decode(b: &'a [u8]) -> Result<KeyValue<'a>, KvError> {
         Self::decode_to(b, false)
     }
 
@@ -39,11 +60,11 @@ impl<'a> KeyValue<'a> {
     /// and stays 0. A pass over every revision that needs the key and the value's length
     /// then touches nothing past the value's length prefix; the `lease` field sits after
     /// the value bytes, in another cache line and often another page.
-    pub fn decode_through_value(b: &'a [u8]) -> Result<KeyValue<'a>, String> {
+    pub fn decode_through_value(b: &'a [u8]) -> Result<KeyValue<'a>, KvError> {
         Self::decode_to(b, true)
     }
 
-    fn decode_to(b: &'a [u8], stop_at_value: bool) -> Result<KeyValue<'a>, String> {
+    fn decode_to(b: &'a [u8], stop_at_value: bool) -> Result<KeyValue<'a>, KvError> {
         let mut kv = KeyValue::default();
         let mut at = 0;
         while at < b.len() {
@@ -64,11 +85,9 @@ impl<'a> KeyValue<'a> {
                 2 => {
                     let len = varint(b, &mut at)?;
                     let end = at
-                        .checked_add(usize::try_from(len).map_err(|_| "length overflows")?)
+                        .checked_add(usize::try_from(len).map_err(|_| KvError::LengthOverflow)?)
                         .filter(|&e| e <= b.len())
-                        .ok_or_else(|| {
-                            format!("field {field} of {len} bytes runs past the value end")
-                        })?;
+                        .ok_or(KvError::FieldPastEnd { field, len })?;
                     match field {
                         1 => kv.key = &b[at..end],
                         5 => {
@@ -85,15 +104,15 @@ impl<'a> KeyValue<'a> {
                     at = at
                         .checked_add(8)
                         .filter(|&e| e <= b.len())
-                        .ok_or("fixed64 cut short")?
+                        .ok_or(KvError::Fixed64CutShort)?
                 }
                 5 => {
                     at = at
                         .checked_add(4)
                         .filter(|&e| e <= b.len())
-                        .ok_or("fixed32 cut short")?
+                        .ok_or(KvError::Fixed32CutShort)?
                 }
-                _ => return Err(format!("unknown wire type {wire} at byte {tag_at}")),
+                _ => return Err(KvError::UnknownWireType { wire, at: tag_at }),
             }
         }
         Ok(kv)
@@ -115,8 +134,17 @@ mod tests {
         assert_eq!((kv.key, kv.value), (&b"lk"[..], &b"lv"[..]));
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (7, 7, 1));
         assert!(kv.lease > 0);
-        assert!(KeyValue::decode(&b[..12]).is_err());
-        assert!(KeyValue::decode(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert_eq!(
+            KeyValue::decode(&b[..12]),
+            Err(KvError::FieldPastEnd { field: 5, len: 2 })
+        );
+        assert_eq!(
+            KeyValue::decode(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Err(KvError::FieldPastEnd {
+                field: 1,
+                len: 0xffff_ffff
+            })
+        );
         let head = KeyValue::decode_through_value(&b).unwrap();
         assert_eq!(head, KeyValue { lease: 0, ..kv });
         // The lease is not read: a cut after the value is not seen.

@@ -49,7 +49,7 @@ pub struct EtcdMeta {
 
 fn bad(db: &Db, value: &[u8], what: String) -> Error {
     let at = db.offset_of(value);
-    Error::corrupt(db.page_at(at), at, what)
+    Error::corrupt(crate::error::DamageKind::Etcd, db.page_at(at), at, what)
 }
 
 fn be_u64(db: &Db, name: &str, v: &[u8]) -> Result<u64> {

@@ -9,6 +9,15 @@ pub const MARKED_REV_BYTES_LEN: usize = 18;
 pub const TOMBSTONE_MARK: u8 = b't';
 const SEPARATOR: u8 = b'_';
 
+/// Why a `key` bucket key is not a revision key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RevisionKeyError {
+    #[error("revision key of {0} bytes (want 17, or 18 ending in 't')")]
+    Length(usize),
+    #[error("revision key separator {0:#04x} is not '_'")]
+    Separator(u8),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct RevisionKey {
     pub main: i64,
@@ -17,18 +26,14 @@ pub struct RevisionKey {
 }
 
 impl RevisionKey {
-    pub fn parse(b: &[u8]) -> Result<RevisionKey, String> {
+    pub fn parse(b: &[u8]) -> Result<RevisionKey, RevisionKeyError> {
         let tombstone = match b.len() {
             REV_BYTES_LEN => false,
             MARKED_REV_BYTES_LEN if b[17] == TOMBSTONE_MARK => true,
-            n => {
-                return Err(format!(
-                    "revision key of {n} bytes (want 17, or 18 ending in 't')"
-                ));
-            }
+            n => return Err(RevisionKeyError::Length(n)),
         };
         if b[8] != SEPARATOR {
-            return Err(format!("revision key separator {:#04x} is not '_'", b[8]));
+            return Err(RevisionKeyError::Separator(b[8]));
         }
         let main = i64::from_be_bytes(b[0..8].try_into().expect("8 bytes"));
         let sub = i64::from_be_bytes(b[9..17].try_into().expect("8 bytes"));
@@ -66,7 +71,13 @@ mod tests {
         t.push(b't');
         assert!(RevisionKey::parse(&t).unwrap().tombstone);
         t[17] = b'x';
-        assert!(RevisionKey::parse(&t).is_err());
-        assert!(RevisionKey::parse(&b[..16]).is_err());
+        assert_eq!(
+            RevisionKey::parse(&t),
+            Err(RevisionKeyError::Length(MARKED_REV_BYTES_LEN))
+        );
+        assert_eq!(
+            RevisionKey::parse(&b[..16]),
+            Err(RevisionKeyError::Length(16))
+        );
     }
 }

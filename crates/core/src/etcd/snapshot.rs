@@ -130,6 +130,7 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
         if !e.is_bucket() {
             let at = db.offset_of(e.key);
             return Err(Error::corrupt(
+                crate::error::DamageKind::KeyOrder,
                 db.page_at(at),
                 at,
                 "a plain key in the root bucket (etcd: \"cannot get hash of bucket\")",
@@ -149,7 +150,12 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
                 revision = RevisionKey::parse(kv.key)
                     .map_err(|what| {
                         let at = db.offset_of(kv.key);
-                        Error::corrupt(db.page_at(at), at, format!("`key` bucket: {what}"))
+                        Error::corrupt(
+                            crate::error::DamageKind::Etcd,
+                            db.page_at(at),
+                            at,
+                            format!("`key` bucket: {what}"),
+                        )
                     })?
                     .main;
             }

@@ -1,7 +1,7 @@
 //! Buckets and cursors: in-order iteration handing out `&[u8]` keys and values borrowed from
 //! the map (Go: `Bucket`, `Cursor`, bb136 `bucket.go`, `cursor.go`).
 
-use crate::error::{Error, Result};
+use crate::error::{DamageKind, Error, Result};
 use crate::format::PageId;
 use crate::format::bucket::{BucketHeader, inline_page};
 use crate::format::element::LeafElement;
@@ -43,12 +43,13 @@ impl<'a> Bucket<'a> {
     pub fn open(db: &'a Db, value: &'a [u8]) -> Result<Bucket<'a>> {
         let at = db.offset_of(value);
         let header = crate::format::bucket::BucketHeader::parse(value)
-            .map_err(|e| Error::corrupt(db.page_at(at), at, e.what))?;
+            .map_err(|e| Error::corrupt(e.kind, db.page_at(at), at, e.what))?;
         let root = if header.is_inline() {
             let node = Node::new(db, inline_page(value), true)?;
             if !node.is_leaf() {
                 return Err(node.err(crate::format::FormatError::new(
-                    8,
+                    DamageKind::PageType,
+                    crate::format::page::FLAGS_OFFSET,
                     "inline bucket page is not a leaf",
                 )));
             }
@@ -56,6 +57,7 @@ impl<'a> Bucket<'a> {
         } else {
             if header.root < 2 || header.root >= db.hwm() {
                 return Err(Error::corrupt(
+                    DamageKind::Bounds,
                     db.page_at(at),
                     at,
                     format!(
@@ -136,6 +138,7 @@ impl<'a> Bucket<'a> {
             node = self.db.node(child)?;
         }
         Err(Error::corrupt(
+            DamageKind::Shape,
             node.page,
             node.base,
             "tree deeper than 64 levels: a cycle?",
@@ -232,6 +235,7 @@ impl<'a> Cursor<'a> {
         let hwm = self.db.hwm();
         if child < 2 || child >= hwm {
             return Err(Error::corrupt(
+                DamageKind::Bounds,
                 node.page,
                 node.element_offset(i) + 8,
                 format!(
@@ -247,6 +251,7 @@ impl<'a> Cursor<'a> {
             || self.stack.iter().any(|(n, _)| !n.inline && n.page == id)
         {
             return Err(Error::corrupt(
+                DamageKind::Shape,
                 id,
                 self.db.page_offset(id).unwrap_or(u64::MAX),
                 "page is its own ancestor (a cycle in the tree)",
@@ -288,6 +293,7 @@ impl<'a> Cursor<'a> {
             };
             if !spent {
                 return Err(Error::corrupt(
+                    DamageKind::Shape,
                     node.page,
                     node.element_offset(i),
                     Budget::exhausted(),
@@ -349,6 +355,7 @@ where
             if path.len() >= super::limits::MAX_BUCKET_DEPTH {
                 let at = bucket.db.offset_of(e.value);
                 return Err(Error::corrupt(
+                    DamageKind::Shape,
                     bucket.db.page_at(at),
                     at,
                     "buckets nested too deep",

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{DamageKind, Error, Result};
 use crate::format::PageId;
 use crate::format::meta::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, Meta, MetaError};
 use crate::format::page::{PAGE_HEADER_SIZE, PageHeader, PageKind};
@@ -280,6 +280,7 @@ impl Db {
         let off = self.page_offset(id).unwrap_or(u64::MAX);
         if id >= hwm {
             return Err(Error::corrupt(
+                DamageKind::Bounds,
                 id,
                 off,
                 format!("page id beyond the high-water mark {hwm}"),
@@ -292,6 +293,7 @@ impl Db {
             .filter(|b| b.len() >= PAGE_HEADER_SIZE)
             .ok_or_else(|| {
                 Error::corrupt(
+                    DamageKind::Bounds,
                     id,
                     off,
                     format!(
@@ -300,9 +302,11 @@ impl Db {
                     ),
                 )
             })?;
-        let header = PageHeader::parse(head).map_err(|e| Error::corrupt(id, off, e.what))?;
+        let header =
+            PageHeader::parse(head).map_err(|e| Error::corrupt(e.kind, id, off, e.what))?;
         if header.id != id {
             return Err(Error::corrupt(
+                DamageKind::PageType,
                 id,
                 off,
                 format!(
@@ -314,6 +318,7 @@ impl Db {
         let span = header.span();
         if id.checked_add(span).is_none_or(|end| end > hwm) {
             return Err(Error::corrupt(
+                DamageKind::Bounds,
                 id,
                 off + 12,
                 format!(
@@ -326,7 +331,7 @@ impl Db {
         let data = bytes
             .get(off as usize..(off + len) as usize)
             .ok_or_else(|| {
-                Error::corrupt(
+                Error::corrupt(DamageKind::Bounds,
                     id,
                     off + 12,
                     format!(

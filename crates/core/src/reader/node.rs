@@ -63,7 +63,7 @@ fn located(page: PageId, base: u64, inline: bool, e: FormatError) -> Error {
     } else {
         e.what.into_owned()
     };
-    Error::corrupt(page, base + e.offset as u64, what)
+    Error::corrupt(e.kind, page, base + e.offset as u64, what)
 }
 
 impl Db {

@@ -1,6 +1,7 @@
 //! The page map: what every page below the high-water mark is used for, which bucket owns
 //! it, and what the freelist says (Go's `tx.check` reachability, bb136 `tx.go`).
 
+use crate::error::DamageKind;
 use std::collections::HashMap;
 
 use crate::format::PageId;
@@ -198,6 +199,7 @@ impl PageMap {
         let off = db.page_offset(id).unwrap_or(0);
         if page.kind() != PageKind::Freelist {
             self.problems.push(Problem {
+                kind: DamageKind::Freelist,
                 page: id,
                 offset: off + 8,
                 what: format!(
@@ -226,6 +228,7 @@ impl PageMap {
                 return self.problems.push(Problem {
                     page: id,
                     offset: off + e.offset as u64,
+                    kind: e.kind,
                     what: format!("freelist: {}", e.what),
                 });
             }
@@ -235,6 +238,7 @@ impl PageMap {
         for (i, pid) in view.ids().enumerate() {
             let at = off + (view.ids_offset + 8 * i) as u64;
             let bad = |what: String| Problem {
+                kind: DamageKind::Freelist,
                 page: id,
                 offset: at,
                 what: format!("freelist entry {i}: page {pid}: {what}"),

@@ -76,7 +76,7 @@ pub fn dump(db: &Db, start: &[Vec<u8>], opts: DumpOptions, out: &mut impl Write)
 fn etcd_fields(v: &mut Value, key: &[u8], value: &[u8]) {
     match RevisionKey::parse(key) {
         Ok(r) => v["revision"] = json!(r),
-        Err(e) => v["revision_error"] = json!(e),
+        Err(e) => v["revision_error"] = json!(e.to_string()),
     }
     match KeyValue::decode(value) {
         Ok(kv) => {
@@ -89,6 +89,6 @@ fn etcd_fields(v: &mut Value, key: &[u8], value: &[u8]) {
                 "lease": kv.lease,
             })
         }
-        Err(e) => v["kv_error"] = json!(e),
+        Err(e) => v["kv_error"] = json!(e.to_string()),
     }
 }

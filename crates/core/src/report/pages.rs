@@ -110,8 +110,9 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
     };
     match h.kind() {
         PageKind::Meta => {
-            let m = Meta::parse(page.data)
-                .map_err(|e| crate::Error::corrupt(id, offset, e.to_string()))?;
+            let m = Meta::parse(page.data).map_err(|e| {
+                crate::Error::corrupt(crate::error::DamageKind::Meta, id, offset, e.to_string())
+            })?;
             v["meta"] = json!({
                 "magic": format!("{:#010x}", m.magic), "version": m.version, "page_size": m.page_size,
                 "root": m.root.root, "freelist": m.freelist, "hwm": m.pgid, "txid": m.txid,
@@ -121,7 +122,7 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
         }
         PageKind::Freelist => {
             let f = FreelistView::parse(&h, page.data)
-                .map_err(|e| crate::Error::corrupt(id, offset + e.offset as u64, e.what))?;
+                .map_err(|e| crate::Error::from_format(id, offset, e))?;
             v["free_ids"] = json!(f.ids().collect::<Vec<_>>());
         }
         PageKind::Branch | PageKind::Leaf => {

@@ -146,6 +146,7 @@ impl<'a, W: Write> Writer<'a, W> {
             // Damage (a cycle through nested buckets, or nesting no bbolt writes): exit 1.
             let page = b.root_page();
             return Err(Error::corrupt(
+                crate::error::DamageKind::Shape,
                 page,
                 b.db().page_offset(page).unwrap_or(0),
                 format!(

@@ -77,6 +77,7 @@ pub(super) fn for_each_item<'a>(
         if let Some(what) = broken {
             let (page, offset) = entries.position().unwrap_or((b.root_page(), 0));
             return Err(Error::corrupt(
+                crate::error::DamageKind::KeyOrder,
                 page,
                 offset,
                 format!("{what}, so no copy is written (see `boltpack check`)"),
