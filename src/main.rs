@@ -295,15 +295,12 @@ impl Out {
 }
 
 fn stdout_err(source: std::io::Error) -> Error {
-    Error::Io {
-        path: "<stdout>".into(),
-        source,
-    }
+    Error::Write(source)
 }
 
 /// The error a closed stdout gives (EPIPE: Rust ignores SIGPIPE, so the write fails).
 fn is_closed_stdout(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    matches!(e, Error::Write(source) if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn tombstone_rule(a: TombstoneArg) -> TombstoneAtRev {
@@ -597,7 +594,7 @@ fn hint(e: &Error) -> &'static str {
 fn exit_code(e: &Error) -> u8 {
     match e {
         Error::Locked { .. } | Error::LockedTarget { .. } => EXIT_LOCKED,
-        Error::Io { .. } => EXIT_IO,
+        Error::Io { .. } | Error::Write(_) => EXIT_IO,
         Error::Usage(_) | Error::Exists { .. } => EXIT_USAGE,
         _ => EXIT_PROBLEMS,
     }

@@ -50,6 +50,11 @@ pub enum Error {
         kind: DamageKind,
         what: String,
     },
+    /// Writing an output the library does not know the path of failed: a copy's pages
+    /// (`compact_file` turns this into [`Error::Io`] naming its temp file) or a dump's
+    /// lines (standard output, for the binary).
+    #[error("cannot write the output: {0}")]
+    Write(std::io::Error),
     /// An output that exists, which the caller did not ask to replace.
     #[error("{} already exists", path.display())]
     Exists { path: PathBuf },

@@ -45,10 +45,7 @@ pub fn dump(db: &Db, start: &[Vec<u8>], opts: DumpOptions, out: &mut impl Write)
         ))
     })?;
     let mut path: Vec<&[u8]> = start.iter().map(|p| p.as_slice()).collect();
-    let io = |e: std::io::Error| Error::Io {
-        path: "<stdout>".into(),
-        source: e,
-    };
+    let io = Error::Write;
     visit_all(bucket, &mut path, &mut |path, e, sub| {
         let p: Vec<Value> = path.iter().map(|n| bytes_json(n)).collect();
         let line = if let Some(sub) = sub {

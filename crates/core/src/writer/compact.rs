@@ -217,10 +217,7 @@ impl<'a, W: Write> Writer<'a, W> {
 }
 
 fn write_err(e: std::io::Error) -> Error {
-    Error::Io {
-        path: "<output>".into(),
-        source: e,
-    }
+    Error::Write(e)
 }
 
 /// The output layout: pages 2.. streamed to `out` (after two placeholder meta pages), and
@@ -485,7 +482,7 @@ pub fn compact_file<'a>(
         };
         // Name the temp file in write errors (a full disk shows up here).
         let w = copy_through(db, opts, t, counted, how).map_err(|e| match e {
-            Error::Io { path, source } if path.as_os_str() == "<output>" => io(source),
+            Error::Write(source) => io(source),
             e => e,
         })?;
         // Dropping the sender ends the write-behind thread after its last sync.
