@@ -12,6 +12,7 @@
 //!
 //! [`keeps`]: CompactionPlan::keeps
 
+use crate::error::DamageKind;
 use crate::error::{Error, Result};
 use crate::reader::{Bucket, Db};
 
@@ -87,13 +88,7 @@ fn newest_up_to<'a>(
 }
 
 fn bad_entry(db: &Db, at: &[u8], what: impl std::fmt::Display) -> Error {
-    let off = db.offset_of(at);
-    Error::corrupt(
-        crate::error::DamageKind::Etcd,
-        db.page_at(off),
-        off,
-        format!("key bucket entry: {what}"),
-    )
+    db.damage_at(at, DamageKind::Etcd, format!("key bucket entry: {what}"))
 }
 
 pub struct CompactionPlan<'a> {

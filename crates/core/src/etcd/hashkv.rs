@@ -14,6 +14,7 @@
 //!    `keep`, and (etcd >= 3.4.34 / >= 3.5.16 / 3.6 only) tombstones with
 //!    `main == compact_revision`.
 
+use crate::error::DamageKind;
 use crate::error::Error;
 use std::collections::HashSet;
 
@@ -111,13 +112,7 @@ pub fn hash_kv_with(
             decode_entry(db, e.key, e.value, true)?.0
         } else {
             RevisionKey::parse(e.key).map_err(|what| {
-                let at = db.offset_of(e.key);
-                Error::corrupt(
-                    crate::error::DamageKind::Etcd,
-                    db.page_at(at),
-                    at,
-                    format!("`key` bucket: {what}"),
-                )
+                db.damage_at(e.key, DamageKind::Etcd, format!("`key` bucket: {what}"))
             })?
         };
         if !hashed(&r, rev, compact, &keep, rules) {

@@ -22,9 +22,10 @@
 //! - **`keep(at)`** then drops that revision when it is the tombstone of a non-last
 //!   generation (only possible under the newer rule, for a tombstone exactly at `at`).
 
+use crate::error::DamageKind;
 use std::collections::HashSet;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::etcd::keymap::{self, KeyMap};
 use crate::etcd::meta::key_bucket;
 use crate::etcd::{KeyValue, RevisionKey, Rules};
@@ -186,10 +187,7 @@ fn decode_entry_with<'a>(
     is_bucket: bool,
     decode: fn(&'a [u8]) -> std::result::Result<KeyValue<'a>, crate::etcd::kv::KvError>,
 ) -> Result<(RevisionKey, KeyValue<'a>)> {
-    let err = |s: &[u8], what: String| {
-        let at = db.offset_of(s);
-        Error::corrupt(crate::error::DamageKind::Etcd, db.page_at(at), at, what)
-    };
+    let err = |s: &[u8], what: String| db.damage_at(s, DamageKind::Etcd, what);
     if is_bucket {
         return Err(err(key, "the `key` bucket holds a sub-bucket".into()));
     }

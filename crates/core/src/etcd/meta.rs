@@ -1,6 +1,7 @@
 //! etcd's `meta` bucket (docs/format.md B4) and the revisions etcd derives from it at start
 //! (`store.restore`, docs/format.md B6): the current revision and the compacted revision.
 
+use crate::error::DamageKind;
 use crate::error::{Error, Result};
 use crate::etcd::{KEY_BUCKET, META_BUCKET, RevisionKey, Rules};
 use crate::reader::cursor::MAX_TREE_DEPTH;
@@ -48,8 +49,7 @@ pub struct EtcdMeta {
 }
 
 fn bad(db: &Db, value: &[u8], what: String) -> Error {
-    let at = db.offset_of(value);
-    Error::corrupt(crate::error::DamageKind::Etcd, db.page_at(at), at, what)
+    db.damage_at(value, DamageKind::Etcd, what)
 }
 
 fn be_u64(db: &Db, name: &str, v: &[u8]) -> Result<u64> {

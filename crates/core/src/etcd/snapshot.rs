@@ -10,9 +10,10 @@
 //! tombstone in 3.6; `totalSize` is `tx.Size()` = high-water mark × page size. It does
 //! not look at the SHA-256 trailer: only `snapshot restore` does.
 
+use crate::error::DamageKind;
 use sha2::Digest;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::etcd::keyindex::KeyIndex;
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
 use crate::format::text::hex;
@@ -128,11 +129,9 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
     for e in root.iter() {
         let e = e?;
         if !e.is_bucket() {
-            let at = db.offset_of(e.key);
-            return Err(Error::corrupt(
-                crate::error::DamageKind::KeyOrder,
-                db.page_at(at),
-                at,
+            return Err(db.damage_at(
+                e.key,
+                DamageKind::KeyOrder,
                 "a plain key in the root bucket (etcd: \"cannot get hash of bucket\")",
             ));
         }
@@ -149,13 +148,7 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
             if is_key {
                 revision = RevisionKey::parse(kv.key)
                     .map_err(|what| {
-                        let at = db.offset_of(kv.key);
-                        Error::corrupt(
-                            crate::error::DamageKind::Etcd,
-                            db.page_at(at),
-                            at,
-                            format!("`key` bucket: {what}"),
-                        )
+                        db.damage_at(kv.key, DamageKind::Etcd, format!("`key` bucket: {what}"))
                     })?
                     .main;
             }

@@ -268,6 +268,13 @@ impl Db {
         (s.as_ptr() as usize).wrapping_sub(self.bytes().as_ptr() as usize) as u64
     }
 
+    /// Damage found in a slice borrowed from this database: the error names its page and
+    /// file offset.
+    pub fn damage_at(&self, s: &[u8], kind: DamageKind, what: impl Into<String>) -> Error {
+        let at = self.offset_of(s);
+        Error::corrupt(kind, self.page_at(at), at, what)
+    }
+
     /// The page that contains byte `offset`.
     pub fn page_at(&self, offset: u64) -> PageId {
         offset / u64::from(self.page_size)
