@@ -38,8 +38,9 @@ die() { printf 'FATAL: %s\n' "$*" >&2; exit 1; }
 for t in etcd etcdctl python3 xxd sha256sum; do
     command -v "$t" >/dev/null || die "$t not installed"
 done
-etcd --version | grep -q '^etcd Version: 3\.4\.' || die "need etcd 3.4.x, got: $(etcd --version | head -1)"
+# Read etcd's whole output (no `grep -q`/`head`: an early close is a SIGPIPE under pipefail).
 ETCD_VERSION=$(etcd --version | sed -n 's/^etcd Version: //p')
+case $ETCD_VERSION in 3.4.*) ;; *) die "need etcd 3.4.x, got: ${ETCD_VERSION:-unknown}" ;; esac
 
 # ---------------------------------------------------------------- helpers
 e() { etcdctl_local "$@"; }

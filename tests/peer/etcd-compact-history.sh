@@ -22,7 +22,7 @@ trap 'rm -rf "$WORK"' EXIT
 source "$HERE/etcd-lib.sh"
 
 e() { etcdctl_local --dial-timeout=5s --command-timeout=30s "$@"; }
-rev() { e get -w json -- __no_such_key__ | grep -o '"revision":[0-9]*' | head -1 | cut -d: -f2; }
+rev() { e get -w json -- __no_such_key__ | grep -o '"revision":[0-9]*' | sed -n 1p | cut -d: -f2; }
 put() { e put "$@" >/dev/null; }
 del() { e del "$@" >/dev/null; }
 # expect NAME REV: the current revision must be REV; record it as NAME

@@ -25,7 +25,7 @@ source "$HERE/etcd-lib.sh"
 e() { etcdctl_local "$@"; }
 put() { e put -- "$1" "$2" >/dev/null; }
 del() { e del -- "$@" >/dev/null; }
-rev() { e get -w json -- __no_such_key__ | grep -o '"revision":[0-9]*' | head -1 | cut -d: -f2; }
+rev() { e get -w json -- __no_such_key__ | grep -o '"revision":[0-9]*' | sed -n 1p | cut -d: -f2; }
 
 # record PHASE COMPACTED REV...
 record() {
