@@ -25,11 +25,9 @@ use std::sync::OnceLock;
 use boltpack::format::element::NodeView;
 use boltpack::format::page::{PageHeader, PageKind};
 use boltpack::reader::visit_all;
-use boltpack::writer::compact::{
-    CompactOptions, Transform, compact_to, content_digest, plan_copy, verify,
-};
-use boltpack::writer::pages::{LeafItem, PageSink};
-use boltpack::writer::tree::{ElementLen, TreeBuilder, tree_pages};
+use boltpack::writer::{CompactOptions, Transform, compact_to, content_digest, plan_copy, verify};
+use boltpack::writer::{ElementLen, TreeBuilder, tree_pages};
+use boltpack::writer::{LeafItem, PageSink};
 use boltpack::{Bucket, Db, OpenOptions};
 use divan::{Bencher, black_box};
 

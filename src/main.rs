@@ -7,14 +7,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use boltpack::etcd::compaction::TombstoneAtRev;
-use boltpack::reader::reach::PageMap;
-use boltpack::report::dump::{DumpOptions, dump};
-use boltpack::report::info::Info;
-use boltpack::report::pages::{page_detail, page_lines, render_page_lines};
-use boltpack::writer::compact::Progress;
+use boltpack::etcd::TombstoneAtRev;
+use boltpack::reader::PageMap;
+use boltpack::writer::Progress;
 use boltpack::writer::{CompactOptions, FreelistMode};
 use boltpack::{Db, Error, OpenOptions};
+use boltpack_report::dump::{DumpOptions, dump};
+use boltpack_report::info::Info;
+use boltpack_report::pages::{page_detail, page_lines, render_page_lines};
 
 mod cmd;
 use cmd::compact::{BackupChoice, CompactRequest, MvccRequest, TrailerChoice};
@@ -373,10 +373,10 @@ fn cmd_hashkv(
 ) -> Result<u8, Error> {
     let rules = boltpack::etcd::Rules::for_version(etcd_version).map_err(Error::Usage)?;
     let db = open(&db)?;
-    match boltpack::etcd::hashkv::hash_kv(&db, rev, &rules) {
+    match boltpack::etcd::hash_kv(&db, rev, &rules) {
         Ok(h) if json => out.json(&h)?,
-        Ok(h) => out.text(&boltpack::report::etcd::render_hashkv(&h))?,
-        Err(boltpack::etcd::hashkv::HashKvError::Read(e)) => return Err(e),
+        Ok(h) => out.text(&boltpack_report::etcd::render_hashkv(&h))?,
+        Err(boltpack::etcd::HashKvError::Read(e)) => return Err(e),
         Err(e) => {
             eprintln!("boltpack: {e}");
             return Ok(EXIT_PROBLEMS);
@@ -387,7 +387,7 @@ fn cmd_hashkv(
 
 fn cmd_snapshot_status(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
     let db = open(&db)?;
-    let report = boltpack::report::etcd::SnapshotReport::gather(&db)?;
+    let report = boltpack_report::etcd::SnapshotReport::gather(&db)?;
     let failure = report.failure();
     out.code = if failure.is_some() { EXIT_PROBLEMS } else { 0 };
     if json {
@@ -464,8 +464,8 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 /// Write a report naming keys atomically, created with `mode` (0600 by default): it is
 /// never readable by more people than that, not even while it is written.
 fn write_report(path: &std::path::Path, mode: u32, bytes: &[u8]) -> Result<(), Error> {
-    let perms = boltpack::writer::compact::Perms { mode, owner: None };
-    let mut f = boltpack::writer::output::AtomicFile::create(path, true, perms)?;
+    let perms = boltpack::writer::Perms { mode, owner: None };
+    let mut f = boltpack::writer::AtomicFile::create(path, true, perms)?;
     let tmp = f.tmp_path().to_path_buf();
     f.file()
         .write_all(bytes)
@@ -508,13 +508,13 @@ fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
     };
     let analysis = boltpack::analyze::Analysis::gather_with(&db, &opts)?;
     if let Some(path) = &a.html {
-        let html = boltpack::report::html::render(&analysis);
+        let html = boltpack_report::html::render(&analysis);
         write_report(path, a.report_mode, html.as_bytes())?;
     }
     if a.json {
         out.json(&analysis)?;
     } else {
-        out.text(&boltpack::report::analyze::render(&analysis))?;
+        out.text(&boltpack_report::analyze::render(&analysis))?;
     }
     Ok(0)
 }

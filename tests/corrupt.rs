@@ -31,12 +31,12 @@ use boltpack::format::page::{
     PAGE_HEADER_SIZE, PageHeader,
 };
 use boltpack::format::{DamageKind, Field, PageId};
-use boltpack::reader::reach::{PageMap, PageUse};
-use boltpack::reader::walk::Problem;
+use boltpack::reader::Problem;
 use boltpack::reader::{Bucket, visit_all};
-use boltpack::report::dump::{DumpOptions, dump};
-use boltpack::report::info::Info;
-use boltpack::report::pages::{page_detail, page_lines, render_page_lines};
+use boltpack::reader::{PageMap, PageUse};
+use boltpack_report::dump::{DumpOptions, dump};
+use boltpack_report::info::Info;
+use boltpack_report::pages::{page_detail, page_lines, render_page_lines};
 
 /// Sanity guard only (not a performance test): a whole fixture's matrix in a debug build.
 const FIXTURE_BOUND: Duration = Duration::from_secs(600);
@@ -1346,7 +1346,7 @@ fn fuzz_targets_on(data: &[u8]) {
 /// The `compact` fuzz target: the writer either fails cleanly or writes a copy that our own
 /// `check` accepts and that holds exactly the source's content, in each output layout.
 fn compact_target(data: &[u8]) {
-    use boltpack::writer::compact::{
+    use boltpack::writer::{
         CompactOptions, FreelistMode, Transform, compact_to_vec, content_digest, expected_digest,
     };
     let Ok(db) = Db::from_bytes(data.to_vec()) else {
@@ -1387,7 +1387,7 @@ fn compact_target(data: &[u8]) {
 /// plain key in the root bucket. It refuses each as damage, naming the page and element.
 #[test]
 fn compact_refuses_sources_it_cannot_copy() {
-    use boltpack::writer::compact::{CompactOptions, Transform, compact_to_vec};
+    use boltpack::writer::{CompactOptions, Transform, compact_to_vec};
     let root_plain = synth_file(
         1024,
         vec![synth_page(
@@ -1432,9 +1432,9 @@ fn compact_of_buckets_nested_too_deep_is_damage() {
     // 140 paged buckets nested in each other: more than any bbolt writes (the walk's
     // limit is 128). The writer refuses it as damage (exit 1), not as a usage error.
     let db = Db::from_bytes(deep_file(140, 0)).unwrap();
-    let t = boltpack::writer::compact::Transform::default();
+    let t = boltpack::writer::Transform::default();
     let opts = boltpack::writer::CompactOptions::default();
-    let Err(err) = boltpack::writer::compact::compact_to_vec(&db, &opts, &t) else {
+    let Err(err) = boltpack::writer::compact_to_vec(&db, &opts, &t) else {
         panic!("a copy of 140 nested buckets was written");
     };
     assert_eq!(err.damage_kind(), Some(DamageKind::Shape), "{err}");

@@ -5,11 +5,11 @@ mod common;
 
 use std::path::PathBuf;
 
+use boltpack::etcd::KeyIndex;
 use boltpack::etcd::Rules;
-use boltpack::etcd::hashkv::{HashKvError, hash_kv};
-use boltpack::etcd::keyindex::KeyIndex;
-use boltpack::etcd::meta::{EtcdMeta, Revisions};
-use boltpack::etcd::snapshot::{TrailerState, status, trailer};
+use boltpack::etcd::{EtcdMeta, Revisions};
+use boltpack::etcd::{HashKvError, hash_kv};
+use boltpack::etcd::{TrailerState, status, trailer};
 use common::{open, repo, sha256_file};
 use serde_json::Value;
 

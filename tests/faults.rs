@@ -28,7 +28,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use boltpack::Db;
-use boltpack::writer::compact::{CompactOptions, Transform, compact_to};
+use boltpack::writer::{CompactOptions, Transform, compact_to};
 use common::{boltpack as bp, path_str as s, *};
 use libtest_mimic::{Arguments, Failed, Trial};
 

@@ -14,7 +14,7 @@ use std::process::Command;
 use base64::Engine;
 use boltpack::Bucket;
 use boltpack::etcd::{KeyValue, RevisionKey};
-use boltpack::reader::reach::PageMap;
+use boltpack::reader::PageMap;
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;

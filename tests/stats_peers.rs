@@ -12,8 +12,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use boltpack::analyze::stats::bucket_stats;
-use boltpack::report::hex;
+use boltpack::analyze::bucket_stats;
+use boltpack_report::hex;
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;

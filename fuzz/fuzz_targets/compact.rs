@@ -8,7 +8,7 @@
 #![no_main]
 
 use boltpack::Db;
-use boltpack::writer::compact::{
+use boltpack::writer::{
     CompactOptions, Copying, FreelistMode, Transform, compact_to_vec, content_digest,
     copy_through, expected_digest, plan_copy, verify,
 };

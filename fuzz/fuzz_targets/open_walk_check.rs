@@ -3,10 +3,10 @@
 #![no_main]
 
 use boltpack::Db;
-use boltpack::reader::reach::PageMap;
+use boltpack::reader::PageMap;
 use boltpack::reader::{Bucket, visit_all};
-use boltpack::report::info::Info;
-use boltpack::report::pages::{page_lines, render_page_lines};
+use boltpack_report::info::Info;
+use boltpack_report::pages::{page_lines, render_page_lines};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use boltpack::etcd::compaction::{CompactionPlan, TombstoneAtRev};
-use boltpack::etcd::snapshot::{TRAILER_LEN, TrailerState, trailer};
-use boltpack::writer::compact::{
+use boltpack::etcd::{CompactionPlan, TombstoneAtRev};
+use boltpack::etcd::{TRAILER_LEN, TrailerState, trailer};
+use boltpack::writer::refuse_if_held;
+use boltpack::writer::{
     CompactSummary, FileOutput, Perms, ProgressFn, Transform, compact_file, plan_copy,
 };
-use boltpack::writer::output::refuse_if_held;
 use boltpack::{Db, Error, OpenOptions, Result};
 
 /// An MVCC compaction request (etcd files only).
@@ -179,7 +179,7 @@ fn resolve_mvcc<'a>(
     m: MvccRequest,
 ) -> Result<(MvccReport, Option<CompactionPlan<'a>>)> {
     let rules = boltpack::etcd::Rules::ETCD_3_4_23;
-    let (_, revs) = boltpack::etcd::meta::Revisions::read(db, &rules)?;
+    let (_, revs) = boltpack::etcd::Revisions::read(db, &rules)?;
     let current = revs.current;
     let compacted = (revs.compacted > 0).then_some(revs.compacted);
     let rev = match (m.revision, m.keep_revisions) {
@@ -200,7 +200,7 @@ fn resolve_mvcc<'a>(
         distinct_keys_at_or_below: 0,
         note: None,
     };
-    if !boltpack::etcd::compaction::compacts_at(rev, compacted.unwrap_or(0)) {
+    if !boltpack::etcd::compacts_at(rev, compacted.unwrap_or(0)) {
         report.note = Some(format!(
             "revision {rev} is at or below the already compacted revision {}: nothing to compact, defragmenting only",
             compacted.unwrap_or(0)

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use boltpack::reader::visit_all;
-use boltpack::report::hex;
 use boltpack::{Bucket, Db, OpenOptions};
+use boltpack_report::hex;
 use sha2::Digest;
 
 pub fn repo() -> PathBuf {

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::reader::Db;
-use crate::reader::reach::PageMap;
+use crate::reader::PageMap;
 use crate::writer::CompactSummary;
 
 use super::stats::{Stats, pct};
@@ -148,7 +148,7 @@ pub const DEFRAG_PLANNER_METHOD: &str = "exact: the writer's own planner at fill
 /// The size of a defragmented copy of `db`: the writer's planner run into a sink, or the
 /// lower-bound estimate when the file cannot be copied.
 pub fn defrag_estimate(db: &Db, stats: &Stats<'_>) -> DefragEstimate {
-    use crate::writer::compact::{CompactOptions, Transform, plan_copy};
+    use crate::writer::{CompactOptions, Transform, plan_copy};
     let t = Transform::default();
     if let Ok(summary) = plan_copy(db, &CompactOptions::default(), &t) {
         return exact_defrag(db, &summary);

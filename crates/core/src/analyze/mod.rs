@@ -37,17 +37,20 @@
 //!   headroom figures, which are file bytes.
 
 pub mod etcd;
-pub mod frag;
-pub mod stats;
+mod frag;
+mod stats;
 
 use serde::Serialize;
 
 use crate::format::text::{hex, text_or_hex};
 use crate::reader::Db;
-use crate::reader::reach::PageMap;
+use crate::reader::PageMap;
 
 use frag::FileFigures;
-use stats::{BucketFigures, BucketStats, Stats, bucket_stats, bucket_stats_and_map};
+use stats::{BucketFigures, BucketStats, Stats, bucket_stats_and_map};
+
+pub use frag::{Amount, DefragEstimate, FreeRuns, RunBin};
+pub use stats::bucket_stats;
 
 /// One bucket in the report.
 #[derive(Debug, Clone, Serialize)]

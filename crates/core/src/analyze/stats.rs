@@ -29,9 +29,9 @@ use serde::Serialize;
 use crate::format::bucket::{BucketHeader, inline_page};
 use crate::format::element::NodeView;
 use crate::reader::Db;
-use crate::reader::node::Node;
-use crate::reader::reach::PageMap;
-use crate::reader::walk::{BucketInfo, Problem, Visitor, walk};
+use crate::reader::Node;
+use crate::reader::PageMap;
+use crate::reader::{BucketInfo, Problem, Visitor, walk};
 
 /// Go's `BucketStats` (bb136 `bucket.go`), with Go's field names in JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -4,9 +4,9 @@
 
 use crate::error::DamageKind;
 use crate::format::meta::Meta;
-use crate::reader::reach::{FreelistKind, PageMap, PageUse};
-use crate::reader::walk::{Problem, Visitor, show_path};
-use crate::reader::{Bucket, Db};
+use crate::reader::{Bucket, Db, plain_key_in_root};
+use crate::reader::{FreelistKind, PageMap, PageUse};
+use crate::reader::{Problem, Visitor, show_path};
 
 /// All problems found, in a stable order (metas, file, tree walk, freelist, coverage).
 pub fn check(db: &Db) -> Vec<Problem> {
@@ -176,10 +176,7 @@ fn root_entries(db: &Db, out: &mut Vec<Problem>) {
                     kind: DamageKind::KeyOrder,
                     page: db.page_at(at),
                     offset: at,
-                    what: format!(
-                        "the root bucket holds a plain key {} (bbolt only stores buckets there)",
-                        crate::format::text::text_or_hex(e.key)
-                    ),
+                    what: plain_key_in_root(e.key),
                 });
             }
             Ok(_) => {}

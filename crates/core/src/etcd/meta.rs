@@ -4,7 +4,7 @@
 use crate::error::DamageKind;
 use crate::error::{Error, Result};
 use crate::etcd::{KEY_BUCKET, META_BUCKET, RevisionKey, Rules};
-use crate::reader::cursor::MAX_TREE_DEPTH;
+use crate::reader::MAX_TREE_DEPTH;
 use crate::reader::{Bucket, Db};
 
 /// `meta` key names (etcd@v3.4.23 `mvcc/kvstore.go`, etcd@v3.6 `schema/*.go`).

@@ -1,19 +1,32 @@
 //! etcd's MVCC schema inside bbolt: revision keys, `mvccpb.KeyValue` values (borrowed).
 
-pub mod alarm;
-pub mod compaction;
-pub mod hashkv;
-pub mod keyindex;
-pub mod keymap;
-pub mod kv;
-pub mod meta;
-pub mod revision;
-pub mod rules;
-pub mod snapshot;
+mod alarm;
+mod compaction;
+mod hashkv;
+mod keyindex;
+mod keymap;
+mod kv;
+mod meta;
+mod revision;
+mod rules;
+mod snapshot;
 
+pub use alarm::Alarm;
+pub(crate) use alarm::decode_alarm;
+pub use compaction::{CompactionPlan, TombstoneAtRev, compacts_at};
+pub use hashkv::{HashKv, HashKvError, hash_kv};
+pub use keyindex::KeyIndex;
+pub(crate) use keyindex::{decode_entry, decode_entry_through_value};
+pub(crate) use keymap::{KeyMap, entry as keymap_entry};
 pub use kv::KeyValue;
+pub(crate) use meta::key_bucket;
+pub use meta::{EtcdMeta, Revisions};
 pub use revision::RevisionKey;
 pub use rules::Rules;
+pub(crate) use snapshot::sha256_of_prefix;
+pub use snapshot::{
+    EtcdctlStatus, SnapshotStatus, TRAILER_LEN, Trailer, TrailerState, status, trailer,
+};
 
 /// Bucket names of etcd's schema (etcd@v3.4 `mvcc/kvstore.go`, 3.6 `schema/bucket.go`).
 pub const KEY_BUCKET: &[u8] = b"key";

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::etcd::keyindex::KeyIndex;
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
 use crate::format::text::hex;
-use crate::reader::{Bucket, Db};
+use crate::reader::{Bucket, Db, plain_key_in_root};
 
 /// Length of the trailer: a SHA-256.
 pub const TRAILER_LEN: usize = 32;
@@ -132,7 +132,10 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
             return Err(db.damage_at(
                 e.key,
                 DamageKind::KeyOrder,
-                "a plain key in the root bucket (etcd: \"cannot get hash of bucket\")",
+                format!(
+                    "{}; etcd: \"cannot get hash of bucket\"",
+                    plain_key_in_root(e.key)
+                ),
             ));
         }
         let b = Bucket::open(db, e.value)?;

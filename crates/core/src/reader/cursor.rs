@@ -20,6 +20,15 @@ enum Root<'a> {
     Inline(Node<'a>),
 }
 
+/// What is wrong with a plain key in the root bucket, where bbolt stores only buckets. One
+/// wording for `check`, `snapshot status` and the writer, which all refuse it.
+pub fn plain_key_in_root(key: &[u8]) -> String {
+    format!(
+        "the root bucket holds a plain key {} (bbolt only stores buckets there)",
+        crate::format::text::hex_cut(key, 32)
+    )
+}
+
 /// A bucket: the root bucket of the file or a (nested, possibly inline) sub-bucket.
 #[derive(Clone, Copy)]
 pub struct Bucket<'a> {

@@ -1,15 +1,19 @@
 //! A mapped bbolt file and the ways to walk it: active meta, bounds-checked page access,
 //! bucket cursors handing out borrowed keys and values, a whole-tree walk, and the page map.
 
-pub mod cursor;
-pub mod db;
-pub mod file;
-pub mod limits;
-pub mod locks;
-pub mod node;
-pub mod reach;
-pub mod walk;
+mod cursor;
+mod db;
+mod file;
+mod limits;
+mod locks;
+mod node;
+mod reach;
+mod walk;
 
-pub use cursor::{Bucket, Cursor, Entry, visit_all};
+pub use cursor::{Bucket, Cursor, Entry, plain_key_in_root, visit_all};
 pub use db::{Db, MetaSlot, OpenOptions, PageRef};
+pub(crate) use limits::{MAX_BUCKET_DEPTH, MAX_TREE_DEPTH};
+pub(crate) use locks::write_locked;
 pub use node::Node;
+pub use reach::{BucketName, FreelistKind, PageCounts, PageMap, PageUse};
+pub use walk::{BucketInfo, Problem, Visitor, show_path, walk};

@@ -15,13 +15,13 @@ use crate::format::meta::PGID_NO_FREELIST;
 use crate::format::page::PAGE_HEADER_SIZE;
 use crate::reader::{Bucket, Db, OpenOptions};
 
-pub use super::digest::{ContentDigest, content_digest, expected_digest, verify};
+use super::digest::{ContentDigest, verify};
 use super::digest::{DigestFeed, DigestRec};
-pub use super::output::Perms;
+use super::output::Perms;
 use super::output::{AtomicFile, WRITE_BEHIND_STEP, spawn_write_behind};
 use super::pages::{LeafItem, MetaFields, PageSink, meta_page, write_empty_freelist};
+use super::transform::Transform;
 use super::transform::{Item, for_each_item};
-pub use super::transform::{Presized, Transform};
 use super::tree::TreeBuilder;
 
 /// Whether the copy persists a freelist page.
@@ -142,7 +142,7 @@ impl<'a, W: Write> Writer<'a, W> {
     }
 
     fn bucket(&mut self, path: &mut Vec<&'a [u8]>, b: Bucket<'a>) -> Result<PageId> {
-        if path.len() > crate::reader::walk::MAX_BUCKET_DEPTH {
+        if path.len() > crate::reader::MAX_BUCKET_DEPTH {
             // Damage (a cycle through nested buckets, or nesting no bbolt writes): exit 1.
             let page = b.root_page();
             return Err(Error::corrupt(
@@ -151,7 +151,7 @@ impl<'a, W: Write> Writer<'a, W> {
                 b.db().page_offset(page).unwrap_or(0),
                 format!(
                     "buckets nested deeper than {}, so no copy is written (see `boltpack check`)",
-                    crate::reader::walk::MAX_BUCKET_DEPTH
+                    crate::reader::MAX_BUCKET_DEPTH
                 ),
             ));
         }
@@ -510,8 +510,7 @@ pub fn compact_file<'a>(
         // The trailer covers the finished pages, metas included: hashed from the page
         // cache while the verification reads the same bytes on the other core.
         let trailer = if how_out.trailer {
-            let sha =
-                crate::etcd::snapshot::sha256_of_prefix(&file, summary.dst_size).map_err(io)?;
+            let sha = crate::etcd::sha256_of_prefix(&file, summary.dst_size).map_err(io)?;
             file.write_all_at(&sha, summary.dst_size).map_err(io)?;
             summary.trailer = true;
             summary.dst_size += sha.len() as u64;
@@ -539,6 +538,7 @@ pub fn compact_file<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::writer::digest::{content_digest, expected_digest};
 
     fn fixture(name: &str) -> Db {
         let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))

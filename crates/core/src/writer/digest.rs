@@ -10,9 +10,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::error::{Error, Result};
 use crate::format::bucket::BucketHeader;
 use crate::format::element::LeafElement;
-use crate::reader::node::Node;
-use crate::reader::walk::{BucketInfo, Visitor};
+use crate::reader::Node;
 use crate::reader::{Bucket, Db, visit_all};
+use crate::reader::{BucketInfo, Visitor};
 
 use super::transform::{Item, Transform, for_each_item};
 

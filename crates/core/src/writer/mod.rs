@@ -4,11 +4,21 @@
 //!
 //! The same code runs without bytes for `--dry-run`: the size it reports is exact.
 
-pub mod compact;
-pub mod digest;
-pub mod output;
-pub mod pages;
-pub mod transform;
-pub mod tree;
+mod compact;
+mod digest;
+mod output;
+mod pages;
+mod transform;
+mod tree;
 
+pub(crate) use compact::inline_max;
 pub use compact::{CompactOptions, CompactSummary, FreelistMode, compact_to};
+pub use compact::{
+    Copying, FileOutput, Progress, ProgressFn, compact_file, compact_to_vec, copy_through,
+    plan_copy,
+};
+pub use digest::{content_digest, expected_digest, verify};
+pub use output::{AtomicFile, Perms, refuse_if_held};
+pub use pages::{LeafItem, PageSink};
+pub use transform::{Presized, Transform};
+pub use tree::{ElementLen, TreeBuilder, tree_pages};

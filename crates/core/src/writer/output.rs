@@ -99,7 +99,7 @@ impl Perms {
 /// Refuse to replace a file that a running process holds for writing (a live member's db or
 /// WAL): that process would go on with a file nobody else sees. No flag overrides this.
 pub fn refuse_if_held(path: &Path) -> Result<()> {
-    match crate::reader::locks::write_locked(path) {
+    match crate::reader::write_locked(path) {
         Ok(false) => Ok(()),
         Ok(true) => Err(Error::LockedTarget {
             path: path.to_path_buf(),

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use crate::format::PageId;
 use crate::format::element::{
-    BRANCH_ELEMENT_SIZE, BranchElement, LEAF_ELEMENT_SIZE, LeafElement, leaf_node_size,
-    write_branch_node, write_leaf_node,
+    BRANCH_ELEMENT_SIZE, BranchElement, LEAF_ELEMENT_SIZE, LeafElement, write_branch_node,
+    write_leaf_node,
 };
 use crate::format::freelist::write_freelist;
 pub use crate::format::meta::MetaFields;
@@ -51,8 +51,9 @@ impl BranchItem<&[u8]> {
 }
 
 /// Node size as Go computes it (`node.size`): header plus elements plus data.
+#[cfg(test)]
 pub fn leaf_size(items: &[LeafItem<'_>]) -> usize {
-    leaf_node_size(items.iter().map(LeafItem::element))
+    crate::format::element::leaf_node_size(items.iter().map(LeafItem::element))
 }
 
 /// Write a leaf page image (`id`, `overflow`) into `buf`, which is `(overflow+1)*page_size`

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
+use crate::etcd::CompactionPlan;
 use crate::etcd::KEY_BUCKET;
-use crate::etcd::compaction::CompactionPlan;
-use crate::reader::Bucket;
+use crate::reader::{Bucket, plain_key_in_root};
 
 /// Changes applied while copying: an MVCC plan for the `key` bucket, and plain entries to
 /// set (insert or replace) in top-level buckets.
@@ -67,10 +67,7 @@ pub(super) fn for_each_item<'a>(
         } else if e.key.is_empty() {
             Some("an empty key".to_string())
         } else if path.is_empty() && !e.is_bucket() {
-            Some(format!(
-                "the root bucket holds a plain key {} (bbolt only stores buckets there)",
-                hex_cut(e.key)
-            ))
+            Some(plain_key_in_root(e.key))
         } else {
             None
         };

@@ -6,17 +6,17 @@ use std::collections::BTreeMap;
 
 use crate::error::Result;
 use crate::etcd::META_BUCKET;
-use crate::etcd::compaction::{CompactionPlan, TombstoneAtRev};
+use crate::etcd::{CompactionPlan, TombstoneAtRev};
 use crate::format::element::LEAF_ELEMENT_SIZE;
 use crate::format::page::PAGE_HEADER_SIZE;
 use crate::reader::Db;
-use crate::writer::compact::{Presized, Transform, inline_max, plan_copy};
-use crate::writer::tree::tree_pages;
+use crate::writer::tree_pages;
 use crate::writer::{CompactOptions, CompactSummary};
+use crate::writer::{Presized, Transform, inline_max, plan_copy};
 
 use super::*;
-use crate::etcd::compaction::compacts_at as compacts;
-use crate::etcd::meta::Revisions;
+use crate::etcd::Revisions;
+use crate::etcd::compacts_at as compacts;
 
 /// The compaction candidates, ascending, and which of them compact (above the compacted
 /// revision; the others are a plain defrag).

@@ -27,9 +27,9 @@
 
 use crate::error::Result;
 use crate::etcd::Rules;
-use crate::etcd::compaction::TombstoneAtRev;
-use crate::etcd::keyindex::decode_entry;
-use crate::etcd::meta::{EtcdMeta, Revisions, key_bucket};
+use crate::etcd::TombstoneAtRev;
+use crate::etcd::decode_entry;
+use crate::etcd::{EtcdMeta, Revisions, key_bucket};
 use crate::reader::{Bucket, Db};
 use crate::writer::CompactSummary;
 
@@ -40,7 +40,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-use crate::etcd::alarm::decode_alarm;
+use crate::etcd::decode_alarm;
 use capacity::*;
 pub use capacity::{ThresholdHistogram, planned_size};
 pub use model::*;
@@ -194,7 +194,7 @@ struct Scope {
 }
 
 /// The active alarms of the `alarm` bucket.
-fn alarms(db: &Db) -> Result<Vec<crate::etcd::alarm::Alarm>> {
+fn alarms(db: &Db) -> Result<Vec<crate::etcd::Alarm>> {
     let mut v = Vec::new();
     if let Some(b) = Bucket::root_of(db).bucket(b"alarm")? {
         for e in b.iter() {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-pub use crate::etcd::alarm::Alarm;
+pub use crate::etcd::Alarm;
 
 /// `etcd` in `boltpack analyze --json`. Field names are stable.
 #[derive(Debug, Clone, Serialize)]

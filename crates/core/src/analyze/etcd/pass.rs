@@ -2,11 +2,11 @@
 //! entries' layout and their compaction thresholds.
 
 use crate::error::Result;
-use crate::etcd::keyindex::decode_entry_through_value;
-use crate::etcd::keymap::{self, KeyMap};
-use crate::etcd::meta::key_bucket;
+use crate::etcd::decode_entry_through_value;
+use crate::etcd::key_bucket;
+use crate::etcd::{self, KeyMap};
 use crate::reader::Db;
-use crate::writer::tree::ElementLen;
+use crate::writer::ElementLen;
 
 use super::*;
 
@@ -109,7 +109,7 @@ pub(super) fn key_pass(
             band.bytes += bytes;
             band.tombstones += u64::from(rev.tombstone);
         }
-        let acc = keymap::entry(&mut p.keys, kv.key);
+        let acc = etcd::keymap_entry(&mut p.keys, kv.key);
         if acc.revisions > 0 && !acc.last_tombstone {
             // The previous put of this key goes once this revision is <= R.
             p.thresholds.add(Some(rev.main), acc.last_bytes);

@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::OpenOptions;
+use crate::etcd::CompactionPlan;
 use crate::etcd::META_BUCKET;
-use crate::etcd::alarm::decode_alarm;
-use crate::etcd::compaction::CompactionPlan;
+use crate::etcd::decode_alarm;
 use crate::writer::CompactOptions;
-use crate::writer::compact::Transform;
+use crate::writer::Transform;
 
 fn fixture() -> Db {
     let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -162,8 +162,7 @@ fn interrupted_compaction_and_alarm() {
         b"alarm".to_vec(),
         [(vec![0x08, 0xb4, 0x24, 0x10, 0x01], Vec::new())].into(),
     );
-    let (bytes, _) =
-        crate::writer::compact::compact_to_vec(&db, &CompactOptions::default(), &t).unwrap();
+    let (bytes, _) = crate::writer::compact_to_vec(&db, &CompactOptions::default(), &t).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("db");
     std::fs::write(&p, bytes).unwrap();

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::format::meta::Meta;
-use crate::reader::Db;
-use crate::reader::reach::{FreelistKind, PageCounts, PageMap};
+use boltpack::format::meta::Meta;
+use boltpack::reader::Db;
+use boltpack::reader::{FreelistKind, PageCounts, PageMap};
 
 #[derive(Debug, Serialize)]
 pub struct MetaInfo {

@@ -4,9 +4,10 @@
 
 use std::fmt::Write;
 
-use crate::analyze::Analysis;
-use crate::analyze::etcd::EtcdAnalysis;
-use crate::report::analyze::size;
+use crate::tables::{self, Table, opt};
+use crate::units::{short, size};
+use boltpack::analyze::Analysis;
+use boltpack::analyze::etcd::EtcdAnalysis;
 
 /// Escape text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -29,21 +30,6 @@ const H: f64 = 240.0;
 const LEFT: f64 = 70.0;
 const BOTTOM: f64 = 30.0;
 const TOP: f64 = 10.0;
-
-/// Compact byte label for axes.
-fn short(b: f64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut u) = (b, 0);
-    while v >= 1024.0 && u + 1 < U.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v:.0} B")
-    } else {
-        format!("{v:.1} {}", U[u])
-    }
-}
 
 /// A count for an axis label (pages, entries).
 fn count(v: f64) -> String {
@@ -264,11 +250,6 @@ fn head(s: &mut String, cells: &[&str]) {
     s.push_str("</tr>\n");
 }
 
-/// An optional revision, or `-`.
-fn opt(v: Option<i64>) -> String {
-    v.map_or("-".to_string(), |v| v.to_string())
-}
-
 fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
     etcd_state_table(s, e);
     etcd_histogram(s, e);
@@ -280,72 +261,24 @@ fn etcd_section(s: &mut String, e: &EtcdAnalysis) {
 /// The state and key figures, as a table.
 fn etcd_state_table(s: &mut String, e: &EtcdAnalysis) {
     let _ = write!(s, "<h2>etcd</h2>\n<table>\n");
-    let k = &e.keys;
-    let d = &e.revisions_per_key;
-    for (name, v) in [
-        ("current revision", e.current_revision.to_string()),
-        (
-            "compacted revision",
-            format!(
-                "{} (finished {}, scheduled {}{})",
-                e.compacted_revision,
-                opt(e.finished_compact_rev),
-                opt(e.scheduled_compact_rev),
-                e.interrupted_compaction
-                    .map_or(String::new(), |r| format!(", INTERRUPTED at {r}"))
-            ),
-        ),
-        (
-            "consistent index / term",
-            format!(
-                "{} / {}",
-                e.consistent_index.map_or("-".into(), |v| v.to_string()),
-                e.term.map_or("-".into(), |v| v.to_string())
-            ),
-        ),
-        (
-            "alarms",
-            if e.alarms.is_empty() {
-                "none".into()
-            } else {
-                e.alarms
-                    .iter()
-                    .map(|a| format!("{} on {}", a.alarm, a.member_id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
-        (
-            "members / leases",
-            format!(
-                "{} ({} removed) / {}",
-                e.members, e.members_removed, e.leases
-            ),
-        ),
-        (
-            "revision entries",
-            format!("{} ({})", k.entries, size(k.entry_bytes)),
-        ),
-        (
-            "keys",
-            format!(
-                "{} distinct, {} live, {} tombstones",
-                k.distinct_keys, k.live_keys, k.tombstones
-            ),
-        ),
-        (
-            "historical revisions",
-            format!("{} ({})", k.historical_revisions, size(k.history_bytes)),
-        ),
-        (
-            "revisions per key",
-            format!(
-                "p50 {}, p90 {}, p99 {}, max {}, mean {:.2}",
-                d.p50, d.p90, d.p99, d.max, d.mean
-            ),
-        ),
-    ] {
+    for (name, v) in tables::state(e) {
         row(s, &[esc(name), esc(&v)]);
+    }
+    s.push_str("</table>\n");
+}
+
+/// A table with its headings; a row's note joins its first cell.
+fn table(s: &mut String, t: &Table) {
+    s.push_str("<table>\n");
+    let heads: Vec<&str> = t.columns.iter().map(|c| c.html).collect();
+    head(s, &heads);
+    for r in &t.rows {
+        let mut cells: Vec<String> = r.cells.iter().map(|c| esc(c)).collect();
+        if let (Some(n), Some(first)) = (r.note, cells.first_mut()) {
+            first.push(' ');
+            first.push_str(&esc(n));
+        }
+        row(s, &cells);
     }
     s.push_str("</table>\n");
 }
@@ -387,32 +320,8 @@ fn etcd_prefixes(s: &mut String, e: &EtcdAnalysis) {
         esc(&e.prefixes.grouping)
     );
     s.push_str(&prefix_chart(e));
-    s.push_str("\n<table>\n");
-    head(
-        s,
-        &[
-            "prefix",
-            "keys",
-            "live",
-            "revisions",
-            "latest bytes",
-            "history bytes",
-        ],
-    );
-    for g in &e.prefixes.groups {
-        row(
-            s,
-            &[
-                esc(&g.prefix),
-                g.keys.to_string(),
-                g.live_keys.to_string(),
-                g.revisions.to_string(),
-                g.latest_bytes.to_string(),
-                g.history_bytes.to_string(),
-            ],
-        );
-    }
-    s.push_str("</table>\n");
+    s.push('\n');
+    table(s, &tables::prefixes(e));
 }
 
 /// The top keys by revisions and by bytes.
@@ -421,20 +330,8 @@ fn etcd_top_keys(s: &mut String, e: &EtcdAnalysis) {
         ("Top keys by revisions", &e.top_keys_by_revisions),
         ("Top keys by bytes", &e.top_keys_by_bytes),
     ] {
-        let _ = write!(s, "<h3>{title}</h3>\n<table>\n");
-        head(s, &["key", "revisions", "bytes", "live"]);
-        for t in list {
-            row(
-                s,
-                &[
-                    esc(&t.key),
-                    t.revisions.to_string(),
-                    t.bytes.to_string(),
-                    if t.live { "yes" } else { "no" }.into(),
-                ],
-            );
-        }
-        s.push_str("</table>\n");
+        let _ = writeln!(s, "<h3>{title}</h3>");
+        table(s, &tables::top_keys(list));
     }
 }
 
@@ -455,42 +352,13 @@ fn etcd_capacity(s: &mut String, e: &EtcdAnalysis) {
         c.headroom_after_compaction_bytes,
         e.current_revision,
         c.bytes_per_revision,
-        opt(c.quota_reached_at_revision),
-        opt(c.quota_reached_after_compaction_at_revision)
+        opt(&c.quota_reached_at_revision),
+        opt(&c.quota_reached_after_compaction_at_revision)
     );
     s.push_str(&capacity_chart(e));
-    s.push_str("\n<table>\n");
-    head(
-        s,
-        &[
-            "compact at",
-            "entries",
-            "entry bytes",
-            "removed",
-            "removed bytes",
-            "file after + defrag",
-            "headroom",
-        ],
-    );
-    for x in &c.candidates {
-        row(
-            s,
-            &[
-                format!(
-                    "{}{}",
-                    x.revision,
-                    if x.compacts { "" } else { " (defrag only)" }
-                ),
-                x.remaining_entries.to_string(),
-                x.remaining_bytes.to_string(),
-                x.removed_entries.to_string(),
-                x.removed_bytes.to_string(),
-                x.remaining_file_size.to_string(),
-                x.headroom_bytes.to_string(),
-            ],
-        );
-    }
-    let _ = write!(s, "</table>\n<p>{}</p>\n", esc(&c.note));
+    s.push('\n');
+    table(s, &tables::capacity(e));
+    let _ = writeln!(s, "<p>{}</p>", esc(&c.note));
 }
 
 pub fn render(a: &Analysis) -> String {
@@ -583,7 +451,7 @@ mod tests {
         assert_eq!(esc("<a&'\">"), "&lt;a&amp;&#39;&quot;&gt;");
         let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
             .join("testdata/etcd/db");
-        let db = crate::Db::open(&p, crate::OpenOptions { lock: false }).unwrap();
+        let db = boltpack::Db::open(&p, boltpack::OpenOptions { lock: false }).unwrap();
         let a = Analysis::gather_with(&db, &Default::default()).unwrap();
         let h = render(&a);
         assert_eq!(h.matches("<svg").count(), 4);

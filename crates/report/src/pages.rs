@@ -5,16 +5,16 @@ use std::fmt::Write;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::error::Result;
-use crate::format::PageId;
-use crate::format::freelist::FreelistView;
-use crate::format::meta::Meta;
-use crate::format::page::PageKind;
-use crate::reader::reach::{PageMap, PageUse};
-use crate::reader::walk::show_path;
-use crate::reader::{Db, Node};
+use boltpack::error::Result;
+use boltpack::format::PageId;
+use boltpack::format::freelist::FreelistView;
+use boltpack::format::meta::Meta;
+use boltpack::format::page::PageKind;
+use boltpack::reader::show_path;
+use boltpack::reader::{Db, Node};
+use boltpack::reader::{PageMap, PageUse};
 
-use super::{hex, text_or_hex};
+use crate::{hex, text_or_hex};
 
 #[derive(Debug, Serialize)]
 pub struct PageLine {
@@ -111,7 +111,12 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
     match h.kind() {
         PageKind::Meta => {
             let m = Meta::parse(page.data).map_err(|e| {
-                crate::Error::corrupt(crate::error::DamageKind::Meta, id, offset, e.to_string())
+                boltpack::Error::corrupt(
+                    boltpack::error::DamageKind::Meta,
+                    id,
+                    offset,
+                    e.to_string(),
+                )
             })?;
             v["meta"] = json!({
                 "magic": format!("{:#010x}", m.magic), "version": m.version, "page_size": m.page_size,
@@ -122,7 +127,7 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
         }
         PageKind::Freelist => {
             let f = FreelistView::parse(&h, page.data)
-                .map_err(|e| crate::Error::from_format(id, offset, e))?;
+                .map_err(|e| boltpack::Error::from_format(id, offset, e))?;
             v["free_ids"] = json!(f.ids().collect::<Vec<_>>());
         }
         PageKind::Branch | PageKind::Leaf => {

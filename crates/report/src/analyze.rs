@@ -2,24 +2,12 @@
 
 use std::fmt::Write;
 
-use crate::analyze::Analysis;
-use crate::analyze::etcd::EtcdAnalysis;
-use crate::analyze::frag::Amount;
+use boltpack::analyze::Amount;
+use boltpack::analyze::Analysis;
+use boltpack::analyze::etcd::EtcdAnalysis;
 
-/// Bytes with a binary-unit figure beside them when large.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{bytes} B ({v:.1} {})", UNITS[u])
-}
+use crate::tables::{self, Align, Column, Table, opt};
+use crate::units::size;
 
 fn amount(a: &Amount) -> String {
     format!("{} pages, {}", a.pages, size(a.bytes))
@@ -167,157 +155,50 @@ fn render_buckets(s: &mut String, a: &Analysis) {
     }
 }
 
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref()
-        .map_or_else(|| "-".to_string(), |v| v.to_string())
-}
-
 /// The etcd MVCC section.
 pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
-    etcd_state(s, e);
-    etcd_keys(s, e);
-    etcd_top_keys(s, e);
-    etcd_prefixes(s, e);
-    etcd_histogram(s, e);
-    etcd_capacity(s, e);
-}
-
-/// The state: revisions, compaction, raft index, alarms, members.
-fn etcd_state(s: &mut String, e: &EtcdAnalysis) {
     let _ = writeln!(s, "\netcd");
-    let _ = writeln!(s, "  current revision     {}", e.current_revision);
-    let _ = writeln!(
-        s,
-        "  compacted revision   {} (finishedCompactRev {}, scheduledCompactRev {}{})",
-        e.compacted_revision,
-        opt(&e.finished_compact_rev),
-        opt(&e.scheduled_compact_rev),
-        e.interrupted_compaction.map_or(String::new(), |r| format!(
-            "; INTERRUPTED compaction at {r}"
-        ))
-    );
-    let _ = writeln!(
-        s,
-        "  key revisions        {} .. {}",
-        opt(&e.first_key_revision),
-        opt(&e.last_key_revision)
-    );
-    let _ = writeln!(
-        s,
-        "  consistent index     {}   term {}{}",
-        opt(&e.consistent_index),
-        opt(&e.term),
-        e.storage_version
-            .as_ref()
-            .map_or(String::new(), |v| format!("   storage version {v}"))
-    );
-    let alarms = if e.alarms.is_empty() {
-        "none".to_string()
-    } else {
-        e.alarms
-            .iter()
-            .map(|a| format!("{} on member {}", a.alarm, a.member_id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let _ = writeln!(s, "  alarms               {alarms}");
-    let _ = writeln!(
-        s,
-        "  members              {} ({} removed); leases {}",
-        e.members, e.members_removed, e.leases
-    );
-}
-
-/// The key counts and revisions per key.
-fn etcd_keys(s: &mut String, e: &EtcdAnalysis) {
-    let k = &e.keys;
-    let _ = writeln!(
-        s,
-        "  revision entries     {} ({})",
-        k.entries,
-        size(k.entry_bytes)
-    );
-    let _ = writeln!(
-        s,
-        "  distinct keys        {}: {} live, {} deleted",
-        k.distinct_keys,
-        k.live_keys,
-        k.distinct_keys - k.live_keys
-    );
-    let _ = writeln!(s, "  tombstones           {}", k.tombstones);
-    let _ = writeln!(
-        s,
-        "  historical revisions {} ({}); latest revisions {}",
-        k.historical_revisions,
-        size(k.history_bytes),
-        size(k.latest_bytes)
-    );
-    let d = &e.revisions_per_key;
-    let _ = writeln!(
-        s,
-        "  revisions per key    p50 {}, p90 {}, p99 {}, max {}, mean {:.2}",
-        d.p50, d.p90, d.p99, d.max, d.mean
-    );
-}
-
-/// The top keys by revisions and by bytes.
-fn etcd_top_keys(s: &mut String, e: &EtcdAnalysis) {
+    for (label, value) in tables::state(e) {
+        let _ = writeln!(s, "  {label:<20} {value}");
+    }
     for (title, list) in [
         ("top keys by revisions", &e.top_keys_by_revisions),
         ("top keys by bytes", &e.top_keys_by_bytes),
     ] {
         let _ = writeln!(s, "\n{title}");
-        let _ = writeln!(s, "  {:>9} {:>12} {:>5}  KEY", "REVISIONS", "BYTES", "LIVE");
-        for t in list {
-            let _ = writeln!(
-                s,
-                "  {:>9} {:>12} {:>5}  {}",
-                t.revisions,
-                t.bytes,
-                if t.live { "yes" } else { "no" },
-                t.key
-            );
-        }
+        table(s, &tables::top_keys(list));
     }
-}
-
-/// The groups by prefix.
-fn etcd_prefixes(s: &mut String, e: &EtcdAnalysis) {
     let _ = writeln!(s, "\nby prefix: {}", e.prefixes.grouping);
-    let _ = writeln!(
-        s,
-        "  {:<40} {:>7} {:>7} {:>9} {:>12} {:>12}",
-        "PREFIX", "KEYS", "LIVE", "REVISIONS", "LATEST B", "HISTORY B"
-    );
-    for g in &e.prefixes.groups {
-        let _ = writeln!(
-            s,
-            "  {:<40} {:>7} {:>7} {:>9} {:>12} {:>12}",
-            g.prefix, g.keys, g.live_keys, g.revisions, g.latest_bytes, g.history_bytes
-        );
+    table(s, &tables::prefixes(e));
+    let _ = writeln!(s, "\nrevision histogram (entries by main revision)");
+    table(s, &tables::histogram(e));
+    etcd_capacity(s, e);
+}
+
+/// A table as aligned text: a heading line, then a line per row.
+fn table(s: &mut String, t: &Table) {
+    let heads: Vec<String> = t.columns.iter().map(|c| c.text.to_string()).collect();
+    line(s, t.columns, &heads, None);
+    for r in &t.rows {
+        line(s, t.columns, &r.cells, r.note);
     }
 }
 
-/// The revision histogram.
-fn etcd_histogram(s: &mut String, e: &EtcdAnalysis) {
-    let _ = writeln!(s, "\nrevision histogram (entries by main revision)");
-    let _ = writeln!(
-        s,
-        "  {:<17} {:>8} {:>10} {:>12}",
-        "REVISIONS", "ENTRIES", "TOMBSTONES", "BYTES"
-    );
-    for b in &e.revision_histogram {
-        let range = if b.first == b.last {
-            b.first.to_string()
-        } else {
-            format!("{}-{}", b.first, b.last)
+fn line(s: &mut String, columns: &[Column], cells: &[String], note: Option<&str>) {
+    s.push_str("  ");
+    for (i, (c, v)) in columns.iter().zip(cells).enumerate() {
+        if i > 0 {
+            s.push_str(&" ".repeat(c.gap));
+        }
+        let _ = match c.align {
+            Align::Left => write!(s, "{v:<w$}", w = c.width),
+            Align::Right => write!(s, "{v:>w$}", w = c.width),
         };
-        let _ = writeln!(
-            s,
-            "  {range:<17} {:>8} {:>10} {:>12}",
-            b.entries, b.tombstones, b.bytes
-        );
     }
+    if let Some(n) = note {
+        let _ = write!(s, "  {n}");
+    }
+    s.push('\n');
 }
 
 /// The capacity table and the quota figures.
@@ -329,25 +210,7 @@ fn etcd_capacity(s: &mut String, e: &EtcdAnalysis) {
         c.tombstone_at_rev,
         size(c.quota_bytes)
     );
-    let _ = writeln!(
-        s,
-        "  {:>10} {:>9} {:>12} {:>9} {:>12} {:>24} {:>14}",
-        "COMPACT AT", "ENTRIES", "BYTES", "REMOVED", "REMOVED B", "FILE AFTER+DEFRAG", "HEADROOM"
-    );
-    for x in &c.candidates {
-        let _ = writeln!(
-            s,
-            "  {:>10} {:>9} {:>12} {:>9} {:>12} {:>24} {:>14}{}",
-            x.revision,
-            x.remaining_entries,
-            x.remaining_bytes,
-            x.removed_entries,
-            x.removed_bytes,
-            x.remaining_file_size,
-            x.headroom_bytes,
-            if x.compacts { "" } else { "  (defrag only)" }
-        );
-    }
+    table(s, &tables::capacity(e));
     let _ = writeln!(s, "  ({})", c.note);
     let _ = writeln!(
         s,
@@ -368,16 +231,4 @@ fn etcd_capacity(s: &mut String, e: &EtcdAnalysis) {
         opt(&c.quota_reached_after_compaction_at_revision),
         e.current_revision
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(size(512), "512 B");
-        assert_eq!(size(4096), "4096 B (4.0 KiB)");
-        assert_eq!(size(3 << 20), "3145728 B (3.0 MiB)");
-    }
 }

@@ -4,11 +4,11 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
-use crate::etcd::{KeyValue, RevisionKey};
-use crate::reader::{Bucket, Db, visit_all};
+use boltpack::error::{Error, Result};
+use boltpack::etcd::{KeyValue, RevisionKey};
+use boltpack::reader::{Bucket, Db, visit_all};
 
-use super::{hex, printable};
+use crate::{hex, printable};
 
 /// Bytes as a JSON string when printable UTF-8, else `{"hex": "..."}`: never ambiguous.
 pub fn bytes_json(b: &[u8]) -> Value {
@@ -39,7 +39,7 @@ pub fn dump(db: &Db, start: &[Vec<u8>], opts: DumpOptions, out: &mut impl Write)
             "no bucket {}",
             start
                 .iter()
-                .map(|p| super::text_or_hex(p))
+                .map(|p| crate::text_or_hex(p))
                 .collect::<Vec<_>>()
                 .join("/")
         ))
@@ -60,7 +60,7 @@ pub fn dump(db: &Db, start: &[Vec<u8>], opts: DumpOptions, out: &mut impl Write)
             } else {
                 v["value"] = bytes_json(e.value);
             }
-            if opts.etcd && path.len() == 1 && path[0] == crate::etcd::KEY_BUCKET {
+            if opts.etcd && path.len() == 1 && path[0] == boltpack::etcd::KEY_BUCKET {
                 etcd_fields(&mut v, e.key, e.value);
             }
             v

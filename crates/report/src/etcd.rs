@@ -5,10 +5,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::etcd::hashkv::HashKv;
-use crate::etcd::snapshot::{SnapshotStatus, TrailerState, status};
-use crate::reader::Db;
+use boltpack::error::Result;
+use boltpack::etcd::HashKv;
+use boltpack::etcd::{SnapshotStatus, TrailerState, status};
+use boltpack::reader::Db;
 
 /// Human output of `hashkv`.
 pub fn render_hashkv(h: &HashKv) -> String {
@@ -33,7 +33,7 @@ pub struct SnapshotReport {
 
 impl SnapshotReport {
     pub fn gather(db: &Db) -> Result<SnapshotReport> {
-        let check_problems = crate::check::check(db).len();
+        let check_problems = boltpack::check::check(db).len();
         Ok(SnapshotReport {
             status: status(db)?,
             check_problems,
@@ -121,7 +121,7 @@ impl SnapshotReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::Rules;
+    use boltpack::etcd::Rules;
 
     #[test]
     fn renders_hashkv() {
