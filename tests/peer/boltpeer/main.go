@@ -20,6 +20,7 @@
 //	boltpeer gen SHAPE OUT                write fixture SHAPE to OUT (OUT is replaced)
 //	boltpeer compact-nosync SRC DST [TXMAXSIZE]  the same Compact, DST opened with NoSync
 //	boltpeer gen-etcd SIZE_MIB OUT        large etcd-3.4-schema db (genetcd.go)
+//	boltpeer hashkv DB [REV]              etcd 3.4.23's HashKV at REV (default: current), hashkv.go
 //
 // Everything is printed to stdout. Errors go to stderr with exit status 2.
 // bbolt itself may panic (also exit status 2) or loop on corrupt files, so
@@ -66,7 +67,8 @@ func usage() {
   boltpeer gen SHAPE OUT        (shapes: `+shapeList()+`)
   boltpeer compact-nosync SRC DST [TXMAXSIZE]
   boltpeer gen-etcd SIZE_MIB OUT
-  boltpeer put DB BUCKET KEY VALUE  (one key in a top-level bucket, in one read-write tx)`)
+  boltpeer put DB BUCKET KEY VALUE  (one key in a top-level bucket, in one read-write tx)
+  boltpeer hashkv DB [REV]          (etcd 3.4.23's HashKV, as etcd computes it: hashkv.go)`)
 	os.Exit(2)
 }
 
@@ -123,6 +125,15 @@ func main() {
 			usage()
 		}
 		cmdGen(args[0], args[1])
+	case "hashkv":
+		if len(args) != 1 && len(args) != 2 {
+			usage()
+		}
+		rev := int64(0)
+		if len(args) == 2 {
+			rev = parseRev(args[1])
+		}
+		cmdHashKV(args[0], rev)
 	case "put":
 		if len(args) != 4 {
 			usage()
