@@ -14,7 +14,19 @@ pub struct KeyValue<'a> {
 
 /// A protobuf varint at `b[*at..]`, advancing `at`; longer than 10 bytes or past 64 bits
 /// is an error.
+#[inline]
 pub(crate) fn varint(b: &[u8], at: &mut usize) -> Result<u64, KvError> {
+    // One byte: every tag and most lengths and revisions' low fields of a KeyValue.
+    if let Some(&byte) = b.get(*at)
+        && byte < 0x80
+    {
+        *at += 1;
+        return Ok(u64::from(byte));
+    }
+    varint_long(b, at)
+}
+
+fn varint_long(b: &[u8], at: &mut usize) -> Result<u64, KvError> {
     let mut v: u64 = 0;
     for shift in (0..70).step_by(7) {
         let byte = *b.get(*at).ok_or(KvError::VarintCutShort)?;
