@@ -14,10 +14,13 @@ use crate::error::DamageKind;
 use sha2::Digest;
 
 use crate::error::Result;
-use crate::etcd::keyindex::KeyIndex;
-use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
+use crate::etcd::hashkv::SpanCrc;
+use crate::etcd::keyindex::decode_entry;
+use crate::etcd::keymap::{self, KeyMap};
+use crate::etcd::meta::last_key_revision;
+use crate::etcd::{KEY_BUCKET, RevisionKey};
 use crate::format::text::hex;
-use crate::reader::{Bucket, Db, plain_key_in_root};
+use crate::reader::{Bucket, Cursor, Db, plain_key_in_root};
 
 /// Length of the trailer: a SHA-256.
 pub const TRAILER_LEN: usize = 32;
@@ -124,8 +127,7 @@ pub struct SnapshotStatus {
 pub fn status(db: &Db) -> Result<SnapshotStatus> {
     let root = Bucket::root_of(db);
     let mut h = 0u32;
-    let (mut revision, mut total_key) = (0i64, 0u64);
-    let mut has_key_bucket = false;
+    let (mut revision, mut total_key, mut live) = (0i64, 0u64, 0u64);
     for e in root.iter() {
         let e = e?;
         if !e.is_bucket() {
@@ -140,29 +142,28 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
         }
         let b = Bucket::open(db, e.value)?;
         h = crc32c::crc32c_append(h, e.key);
-        let is_key = e.key == KEY_BUCKET;
-        has_key_bucket |= is_key;
+        if e.key == KEY_BUCKET {
+            let p = key_bucket_pass(db, &b)?;
+            h = crc32c::crc32c_combine(h, p.earlier.crc, p.earlier.len);
+            h = crc32c::crc32c_combine(h, p.later.crc, p.later.len);
+            total_key += p.earlier.entries + p.later.entries;
+            revision = p
+                .later
+                .last_main
+                .or(p.earlier.last_main)
+                .unwrap_or(revision);
+            live = p.live;
+            continue;
+        }
         for kv in b.iter() {
             let kv = kv?;
             h = crc32c::crc32c_append(h, kv.key);
             if !kv.is_bucket() {
                 h = crc32c::crc32c_append(h, kv.value);
             }
-            if is_key {
-                revision = RevisionKey::parse(kv.key)
-                    .map_err(|what| {
-                        db.damage_at(kv.key, DamageKind::Etcd, format!("`key` bucket: {what}"))
-                    })?
-                    .main;
-            }
             total_key += 1;
         }
     }
-    let live = if has_key_bucket {
-        KeyIndex::build(db, i64::MAX, &Rules::default())?.live_keys() as u64
-    } else {
-        0
-    };
     let total_size = db.hwm().saturating_mul(u64::from(db.page_size()));
     Ok(SnapshotStatus {
         hash: h,
@@ -179,6 +180,100 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
             total_size,
         },
     })
+}
+
+/// The `key` bucket's part of the status, read in two halves (by position), one per core.
+struct KeyPass {
+    earlier: KeyHalf,
+    later: KeyHalf,
+    /// User keys whose newest entry is a put (the restored index's live keys).
+    live: u64,
+}
+
+#[derive(Default)]
+struct KeyHalf {
+    /// CRC-32C, from 0, of each entry's key and value.
+    crc: u32,
+    len: usize,
+    entries: u64,
+    /// Main revision of the half's last entry.
+    last_main: Option<i64>,
+    /// Per user key: whether its newest entry in this half is a put.
+    newest_is_put: KeyMap<bool>,
+}
+
+fn key_bucket_pass(db: &Db, bucket: &Bucket<'_>) -> Result<KeyPass> {
+    // Split at the revision halfway between the first and the last entry's.
+    let first = match bucket.iter().next() {
+        Some(e) => Some(parse_rev(db, e?.key)?.main),
+        None => None,
+    };
+    let last = last_key_revision(db)?;
+    let split = match (first, last) {
+        (Some(f), Some(l)) if l > f => Some(
+            RevisionKey {
+                main: f + (l - f) / 2,
+                sub: 0,
+                tombstone: false,
+            }
+            .to_bytes(),
+        ),
+        _ => None,
+    };
+    let (earlier, later) = match split {
+        None => (key_half(db, bucket.iter(), None)?, KeyHalf::default()),
+        Some(at) => {
+            let (earlier, later) = std::thread::scope(|s| {
+                let later = s.spawn(|| key_half(db, bucket.iter_from(&at)?, None));
+                let earlier = key_half(db, bucket.iter(), Some(&at));
+                (
+                    earlier,
+                    later
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                )
+            });
+            (earlier?, later?)
+        }
+    };
+    let mut live = later.newest_is_put.values().filter(|&&p| p).count() as u64;
+    for (k, &put) in &earlier.newest_is_put {
+        if put && !later.newest_is_put.contains_key(k) {
+            live += 1;
+        }
+    }
+    Ok(KeyPass {
+        earlier,
+        later,
+        live,
+    })
+}
+
+/// The entries of `cursor` up to (not including) the key `until`.
+fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<KeyHalf> {
+    let mut half = KeyHalf::default();
+    let mut crc = SpanCrc::over(db.bytes());
+    for e in cursor {
+        let e = e?;
+        if until.is_some_and(|u| e.key >= u) {
+            break;
+        }
+        crc.append(e.key);
+        if !e.is_bucket() {
+            crc.append(e.value);
+        }
+        half.entries += 1;
+        half.last_main = Some(parse_rev(db, e.key)?.main);
+        let (rev, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
+        keymap::set(&mut half.newest_is_put, kv.key, !rev.tombstone);
+    }
+    (half.crc, half.len) = crc.finish();
+    Ok(half)
+}
+
+fn parse_rev(db: &Db, key: &[u8]) -> Result<RevisionKey> {
+    RevisionKey::parse(key)
+        .map_err(|what| db.damage_at(key, DamageKind::Etcd, format!("`key` bucket: {what}")))
 }
 
 #[cfg(test)]
