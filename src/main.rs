@@ -15,6 +15,7 @@ use boltpack::{Db, Error, OpenOptions};
 use boltpack_report::dump::{DumpOptions, dump};
 use boltpack_report::info::Info;
 use boltpack_report::pages::{page_detail, page_lines, render_page_lines};
+use boltpack_report::summary::Summary;
 
 mod cmd;
 use cmd::compact::{BackupChoice, CompactRequest, MvccRequest, TrailerChoice};
@@ -199,12 +200,18 @@ struct AnalyzeArgs {
     /// etcd: group non-Kubernetes keys by their first N path segments.
     #[arg(long, default_value_t = 1)]
     prefix_depth: usize,
-    /// etcd: group Kubernetes keys (/registry/...) by resource and namespace.
+    /// etcd: group Kubernetes objects by resource and namespace.
     #[arg(long)]
     by_namespace: bool,
-    /// etcd: the backend quota for the headroom figures (etcd's default: 2 GiB).
-    #[arg(long, default_value_t = boltpack::analyze::etcd::DEFAULT_QUOTA_BYTES)]
-    quota_bytes: u64,
+    /// etcd: kube-apiserver's --etcd-prefix when it is not /registry (OpenShift's
+    /// /kubernetes.io and /openshift.io are known too); repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    k8s_prefix: Vec<String>,
+    /// etcd: the member's --quota-backend-bytes, for the headroom figures: bytes or a size
+    /// with a unit (8GiB, 8G, 2147483648). Default: etcd's 2 GiB, and the summary says it
+    /// is assumed.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    quota_bytes: Option<u64>,
     /// etcd: a tombstone exactly at the candidate revision: keep (etcd >= 3.4.34 /
     /// 3.5.16 / 3.6) or drop (older etcd), as in `compact`.
     #[arg(long, value_enum, default_value = "keep")]
@@ -495,12 +502,52 @@ fn analyze_bar(db: &Db) -> Option<boltpack::analyze::etcd::PassProgress> {
     }))
 }
 
+/// `analyze --json`: the summary first, then every figure of the analysis (its fields at
+/// the top level, as before the summary existed).
+#[derive(serde::Serialize)]
+struct AnalyzeJson<'a> {
+    schema_version: u32,
+    path: &'a str,
+    summary: &'a Summary,
+    #[serde(flatten)]
+    analysis: &'a boltpack::analyze::Analysis,
+}
+
+/// Bumped when a JSON document loses or changes a field (adding one does not).
+const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// The known Kubernetes prefixes, then the user's, each ending in `/`.
+fn k8s_prefixes(extra: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = boltpack::analyze::etcd::K8S_PREFIXES
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    for p in extra {
+        let p = if p.ends_with('/') {
+            p.clone()
+        } else {
+            format!("{p}/")
+        };
+        if !all.contains(&p) {
+            all.insert(0, p);
+        }
+    }
+    all
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    boltpack_report::units::parse_size(s)
+}
+
 fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
     let db = open(&a.db)?;
     let opts = boltpack::analyze::etcd::EtcdOptions {
         prefix_depth: a.prefix_depth,
         by_namespace: a.by_namespace,
-        quota_bytes: a.quota_bytes,
+        k8s_prefixes: k8s_prefixes(&a.k8s_prefix),
+        quota_bytes: a
+            .quota_bytes
+            .unwrap_or(boltpack::analyze::etcd::DEFAULT_QUOTA_BYTES),
         rule: tombstone_rule(a.tombstone_at_rev),
         top: a.top,
         progress: analyze_bar(&db),
@@ -511,10 +558,16 @@ fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
         let html = boltpack_report::html::render(&analysis);
         write_report(path, a.report_mode, html.as_bytes())?;
     }
+    let summary = Summary::of(&a.db.db, &analysis, a.quota_bytes.is_none());
     if a.json {
-        out.json(&analysis)?;
+        out.json(&AnalyzeJson {
+            schema_version: JSON_SCHEMA_VERSION,
+            path: &summary.path,
+            summary: &summary,
+            analysis: &analysis,
+        })?;
     } else {
-        out.text(&boltpack_report::analyze::render(&analysis))?;
+        out.text(&boltpack_report::analyze::render(&analysis, &summary))?;
     }
     Ok(0)
 }

@@ -174,12 +174,12 @@ fn grouping() -> Result<(), Failed> {
             .collect())
     };
     let plain = groups(&[])?;
-    assert!(plain.contains(&"registry:pods".to_string()));
+    assert!(plain.contains(&"/registry/pods/".to_string()));
     assert!(plain.contains(&"a/".to_string()));
     let ns = groups(&["--by-namespace"])?;
-    assert!(ns.contains(&"registry:pods/default".to_string()));
+    assert!(ns.contains(&"/registry/pods/default/".to_string()));
     assert!(
-        ns.contains(&"registry:masterleases".to_string()),
+        ns.contains(&"/registry/masterleases/".to_string()),
         "cluster-scoped"
     );
     let deep = groups(&["--prefix-depth", "2"])?;
@@ -239,6 +239,43 @@ fresh)
     answers fresh $((rev - 1))
     echo "$rev" > "$W/fresh-compacted.txt"
     etcdctl_local snapshot save "$W/fresh.db" > /dev/null
+    etcd_stop
+    ;;
+k8s)
+    etcd_start "$W/k8s/data"
+    while read -r k; do etcdctl_local put "$k" v > /dev/null; done <<'KEYS'
+/registry/pods/nsa/p1
+/registry/pods/nsa/p2
+/registry/pods/nsa/p3
+/registry/pods/nsa/p4
+/registry/pods/nsa/p5
+/registry/pods/nsb/p1
+/registry/pods/nsb/p2
+/registry/pods/nsb/p3
+/registry/pods/nsb/p4
+/registry/pods/nsb/p5
+/registry/services/specs/default/kubernetes
+/registry/services/specs/kube-system/kube-dns
+/registry/services/endpoints/default/kubernetes
+/registry/services/endpoints/kube-system/kube-dns
+/registry/minions/node-1
+/registry/minions/node-2
+/registry/apiregistration.k8s.io/apiservices/v1.
+/registry/apiregistration.k8s.io/apiservices/v1.apps
+/registry/crd.projectcalico.org/ippools/default-pool
+/registry/crd.projectcalico.org/networkpolicies/prod/deny-all
+/registry/masterleases/10.0.0.1
+/registry/ranges/serviceips
+/kubernetes.io/deployments/openshift-etcd/etcd-operator
+/openshift.io/routes/web/app
+/mycluster/pods/ns/p
+compact_rev_key
+app/config
+KEYS
+    for i in 1 2 3; do etcdctl_local put /registry/pods/nsb/p2 "v$i" > /dev/null; done
+    etcdctl_local del /registry/pods/nsa/p1 > /dev/null
+    etcdctl_local del /registry/minions/node-2 > /dev/null
+    etcdctl_local get "" --prefix --keys-only -w json > "$W/k8s-keys.json"
     etcd_stop
     ;;
 esac
@@ -302,6 +339,98 @@ fn live(kind: &'static str, db_name: &'static str) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Groups of a key space shaped like kube-apiserver's, written by a real etcd: every
+/// label is a prefix that `etcdctl get --prefix` answers with exactly the group's live keys,
+/// and the key and live-key counts are exact.
+fn live_k8s() -> Result<(), Failed> {
+    use base64::Engine;
+    let w = tmp().join("live-k8s");
+    let _ = std::fs::remove_dir_all(&w);
+    std::fs::create_dir_all(&w)?;
+    let o = Command::new("timeout")
+        .args(["--kill-after=20", "300", "bash", "-c", LIVE_SCRIPT, "live"])
+        .arg(&w)
+        .arg(repo())
+        .arg("k8s")
+        .output()?;
+    if !o.status.success() {
+        return Err(format!(
+            "live k8s script failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+    let live: Vec<String> = read_json(&w.join("k8s-keys.json"))?["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| {
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(kv["key"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(b).unwrap()
+        })
+        .collect();
+    let db = w.join("k8s/data/member/snap/db");
+    for (extra, expected) in [
+        (
+            &["--k8s-prefix", "/mycluster"][..],
+            &[
+                ("/registry/pods/", 10, 9),
+                ("/registry/services/specs/", 2, 2),
+                ("/registry/services/endpoints/", 2, 2),
+                ("/registry/minions/", 2, 1),
+                ("/registry/apiregistration.k8s.io/apiservices/", 2, 2),
+                ("/registry/crd.projectcalico.org/ippools/", 1, 1),
+                ("/registry/crd.projectcalico.org/networkpolicies/", 1, 1),
+                ("/registry/masterleases/", 1, 1),
+                ("/registry/ranges/", 1, 1),
+                ("/kubernetes.io/deployments/", 1, 1),
+                ("/openshift.io/routes/", 1, 1),
+                ("/mycluster/pods/", 1, 1),
+                ("compact_rev_key", 1, 1),
+                ("app/", 1, 1),
+            ][..],
+        ),
+        (
+            &["--by-namespace"][..],
+            &[
+                ("/registry/pods/nsa/", 5, 4),
+                ("/registry/pods/nsb/", 5, 5),
+                ("/registry/services/specs/default/", 1, 1),
+                ("/registry/services/endpoints/kube-system/", 1, 1),
+                ("/registry/minions/", 2, 1),
+                (
+                    "/registry/crd.projectcalico.org/networkpolicies/prod/",
+                    1,
+                    1,
+                ),
+                ("/registry/crd.projectcalico.org/ippools/", 1, 1),
+                ("/kubernetes.io/deployments/openshift-etcd/", 1, 1),
+                ("/openshift.io/routes/web/", 1, 1),
+                ("/mycluster/", 1, 1),
+            ][..],
+        ),
+    ] {
+        let e = analyze(&db, extra)?;
+        let groups = e["prefixes"]["groups"].as_array().unwrap();
+        for &(label, keys, live_keys) in expected {
+            let g = groups
+                .iter()
+                .find(|g| g["prefix"] == label)
+                .ok_or_else(|| format!("{extra:?}: no group {label}: {groups:?}"))?;
+            assert_eq!(g["keys"], keys, "{extra:?} {label}: keys");
+            assert_eq!(g["live_keys"], live_keys, "{extra:?} {label}: live keys");
+            let by_prefix = live.iter().filter(|k| k.starts_with(label)).count();
+            assert_eq!(
+                by_prefix, live_keys,
+                "{label}: etcdctl get --prefix {label}"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = vec![
@@ -335,5 +464,8 @@ fn main() {
             .with_ignored_flag(avail.is_err()),
         );
     }
+    trials.push(
+        Trial::test("live_etcd::analyze::k8s_groups", live_k8s).with_ignored_flag(avail.is_err()),
+    );
     libtest_mimic::run(&args, trials).exit();
 }

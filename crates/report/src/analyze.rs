@@ -6,6 +6,7 @@ use boltpack::analyze::Amount;
 use boltpack::analyze::Analysis;
 use boltpack::analyze::etcd::EtcdAnalysis;
 
+use crate::summary::Summary;
 use crate::tables::{self, Align, Column, Table, opt};
 use crate::units::size;
 
@@ -17,21 +18,34 @@ fn pct(p: Option<f64>) -> String {
     p.map_or_else(|| "-".to_string(), |p| format!("{p:.1}%"))
 }
 
-pub fn render(a: &Analysis) -> String {
-    let mut s = String::new();
+/// The whole text report: the summary first, then the file figures, the buckets, the etcd
+/// section, and last the rarely needed table of free space by tenth of the file.
+pub fn render(a: &Analysis, summary: &Summary) -> String {
+    let mut s = summary.render();
+    s.push('\n');
     render_file(&mut s, a);
     render_buckets(&mut s, a);
     if a.problems > 0 {
         let _ = writeln!(
             s,
-            "\n{} problems met while walking the file; figures may be off: run `boltpack check`",
-            a.problems
+            "\n{} met while walking the file; figures may be off: run `boltpack check`",
+            plural(a.problems, "problem")
         );
     }
     if let Some(e) = &a.etcd {
         render_etcd(&mut s, e);
     }
+    render_free_by_tenth(&mut s, a);
     s
+}
+
+/// `1 problem`, `2 problems`.
+pub fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// The file figures: sizes, page use, free runs, fill, the defragmented size.
@@ -70,21 +84,6 @@ fn render_file(s: &mut String, a: &Analysis) {
         };
         let _ = writeln!(s, "  {len:>13} pages: {} runs, {} pages", b.runs, b.pages);
     }
-    let _ = writeln!(s, "free by tenth of the file");
-    let _ = writeln!(s, "  {:<21} {:>10} {:>14}", "PAGES", "FREE", "PAST HWM");
-    for t in &f.free_by_tenth {
-        if t.first_page == t.end_page {
-            continue;
-        }
-        let _ = writeln!(
-            s,
-            "  {:>10}-{:<10} {:>10} {:>14}",
-            t.first_page,
-            t.end_page - 1,
-            t.free.pages,
-            t.past_hwm.pages
-        );
-    }
     let _ = writeln!(
         s,
         "fill             leaf {}, branch {} (bytes in use / bytes of the pages)",
@@ -101,6 +100,25 @@ fn render_file(s: &mut String, a: &Analysis) {
         size(d.saving_bytes)
     );
     let _ = writeln!(s, "  ({})", d.method);
+}
+
+/// Free pages by tenth of the file: where the holes are (a detail for the curious).
+fn render_free_by_tenth(s: &mut String, a: &Analysis) {
+    let _ = writeln!(s, "\nfree by tenth of the file");
+    let _ = writeln!(s, "  {:<21} {:>10} {:>14}", "PAGES", "FREE", "PAST HWM");
+    for t in &a.file.free_by_tenth {
+        if t.first_page == t.end_page {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "  {:>10}-{:<10} {:>10} {:>14}",
+            t.first_page,
+            t.end_page - 1,
+            t.free.pages,
+            t.past_hwm.pages
+        );
+    }
 }
 
 /// One row per bucket, its own figures.

@@ -24,9 +24,63 @@ pub fn short(bytes: f64) -> String {
     }
 }
 
+/// A size as people type it: `2147483648`, `8GiB`, `8G` (binary: K, M, G, T and KiB …
+/// TiB are powers of 1024), `8GB` (decimal: KB … TB are powers of 1000), spaces and case
+/// ignored, a fraction allowed (`1.5GiB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use bytes, or K/M/G/T, KiB/MiB/GiB/TiB, KB/MB/GB/TB)"
+            ));
+        }
+    };
+    if let Ok(n) = num.parse::<u64>() {
+        return n
+            .checked_mul(factor)
+            .ok_or_else(|| format!("{text:?} is too large"));
+    }
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 2147483648, 8GiB, 8G)"))?;
+    let bytes = v * factor as f64;
+    if !(0.0..1.8e19).contains(&bytes) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes.round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("2147483648"), Ok(2 << 30));
+        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("8 gib"), Ok(8 << 30));
+        assert_eq!(parse_size("8GB"), Ok(8_000_000_000));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("8 parsecs").is_err());
+        assert!(parse_size("GiB").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 
     #[test]
     fn sizes() {

@@ -45,8 +45,8 @@ use capacity::*;
 pub use capacity::{ThresholdHistogram, planned_size};
 pub use model::*;
 use pass::*;
-pub use tables::group_of;
 use tables::*;
+pub use tables::{K8S_PREFIXES, group_of};
 
 /// etcd's default backend quota (`--quota-backend-bytes` 0 means 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
@@ -60,8 +60,11 @@ pub type PassProgress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
 pub struct EtcdOptions {
     /// Non-Kubernetes keys are grouped by their first N `/`-separated segments.
     pub prefix_depth: usize,
-    /// Kubernetes keys (`/registry/...`) are grouped by resource and namespace.
+    /// Kubernetes objects are grouped by resource and namespace.
     pub by_namespace: bool,
+    /// Where Kubernetes objects are (kube-apiserver's `--etcd-prefix`, with a trailing
+    /// `/`): [`K8S_PREFIXES`] by default.
+    pub k8s_prefixes: Vec<String>,
     /// etcd's backend quota, for the headroom figures.
     pub quota_bytes: u64,
     /// A tombstone exactly at the compaction revision: kept (default) or dropped.
@@ -86,6 +89,7 @@ impl std::fmt::Debug for EtcdOptions {
         f.debug_struct("EtcdOptions")
             .field("prefix_depth", &self.prefix_depth)
             .field("by_namespace", &self.by_namespace)
+            .field("k8s_prefixes", &self.k8s_prefixes)
             .field("quota_bytes", &self.quota_bytes)
             .field("rule", &self.rule)
             .field("top", &self.top)
@@ -100,6 +104,7 @@ impl Default for EtcdOptions {
         EtcdOptions {
             prefix_depth: 1,
             by_namespace: false,
+            k8s_prefixes: K8S_PREFIXES.iter().map(|p| p.to_string()).collect(),
             quota_bytes: DEFAULT_QUOTA_BYTES,
             rule: TombstoneAtRev::Keep,
             top: 10,

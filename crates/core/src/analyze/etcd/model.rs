@@ -93,8 +93,8 @@ pub struct Prefixes {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct PrefixRow {
-    /// `registry:<resource>` (or `registry:<resource>/<namespace>`) for Kubernetes keys,
-    /// otherwise the first segments of the key.
+    /// A key prefix (`/registry/pods/`, `/registry/pods/default/` by namespace) for
+    /// Kubernetes objects, otherwise the first segments of the key.
     pub prefix: String,
     pub keys: u64,
     pub live_keys: u64,

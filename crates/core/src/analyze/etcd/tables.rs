@@ -6,26 +6,28 @@ use crate::format::text::text_or_hex;
 
 use super::*;
 
-/// The group of a user key. Kubernetes keys `/registry/<resource>/...` (with an API group
-/// segment, `/registry/<group.with.dots>/<resource>/...`) go by resource, and by
-/// namespace when `by_namespace` and the key has a namespace segment (namespaced objects
-/// are `<resource>/<namespace>/<name>`; cluster-scoped ones `<resource>/<name>`). Others go
-/// by their first `depth` segments, `/` kept, with a trailing `/` when the key goes on.
-pub fn group_of(key: &[u8], depth: usize, by_namespace: bool) -> String {
-    if let Some(rest) = key.strip_prefix(b"/registry/") {
-        let segs: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
-        let (resource, after) = if segs.len() > 2 && segs[0].contains(&b'.') {
-            (
-                format!("{}/{}", text_or_hex(segs[0]), text_or_hex(segs[1])),
-                &segs[2..],
-            )
-        } else {
-            (text_or_hex(segs[0]), &segs[1..])
-        };
-        if by_namespace && after.len() >= 2 {
-            return format!("registry:{resource}/{}", text_or_hex(after[0]));
+/// Where kube-apiserver keeps objects: its default `--etcd-prefix`, and OpenShift's two.
+/// Another prefix comes from `--k8s-prefix` ([`EtcdOptions::k8s_prefixes`]).
+pub const K8S_PREFIXES: [&str; 3] = ["/registry/", "/kubernetes.io/", "/openshift.io/"];
+
+/// The group of a user key, as a key prefix one can paste into `etcdctl get --prefix`.
+///
+/// Keys under a Kubernetes prefix `P` follow kube-apiserver's storage layout:
+/// `P<resource>/<namespace>/<name>` for namespaced objects, `P<resource>/<name>` for
+/// cluster-scoped ones; an API group (its name holds a dot: `apiregistration.k8s.io`,
+/// `crd.projectcalico.org`) comes first as `P<group>/<resource>/...`; `services` are two
+/// resources, `P services/specs/` and `P services/endpoints/`. Such a key goes by
+/// `P<resource>/` (with the group), and by `P<resource>/<namespace>/` when `by_namespace`
+/// and the key has both a namespace and a name after the resource. Other keys
+/// (`compact_rev_key`, other applications') go by their first `depth` path segments, `/`
+/// kept, with a trailing `/` when the key goes on.
+pub fn group_of(key: &[u8], depth: usize, by_namespace: bool, k8s: &[String]) -> String {
+    for p in k8s {
+        if let Some(rest) = key.strip_prefix(p.as_bytes())
+            && let Some(g) = k8s_group(p, rest, by_namespace)
+        {
+            return g;
         }
-        return format!("registry:{resource}");
     }
     let depth = depth.max(1);
     let mut end = key.len();
@@ -41,6 +43,36 @@ pub fn group_of(key: &[u8], depth: usize, by_namespace: bool) -> String {
         }
     }
     text_or_hex(&key[..end])
+}
+
+/// The group of `prefix` + `rest` under kube-apiserver's layout; `None` when `rest` is not
+/// an object's key (no segment after the resource).
+fn k8s_group(prefix: &str, rest: &[u8], by_namespace: bool) -> Option<String> {
+    let segs: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
+    let api_group = segs[0].contains(&b'.');
+    let services = segs[0] == b"services"
+        && segs
+            .get(1)
+            .is_some_and(|s| *s == b"specs" || *s == b"endpoints");
+    let resource_segs = if segs.len() > 2 && (api_group || services) {
+        2
+    } else {
+        1
+    };
+    let after = segs.get(resource_segs..)?;
+    if after.is_empty() || segs[..resource_segs].iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let mut g = prefix.to_string();
+    for s in &segs[..resource_segs] {
+        g.push_str(&text_or_hex(s));
+        g.push('/');
+    }
+    if by_namespace && after.len() >= 2 && !after[0].is_empty() {
+        g.push_str(&text_or_hex(after[0]));
+        g.push('/');
+    }
+    Some(g)
 }
 
 /// Nearest-rank percentile of sorted `v`.
@@ -93,7 +125,7 @@ impl EtcdAnalysis {
         let top_keys_by_bytes = top(&|a| a.bytes);
         let mut groups: HashMap<String, PrefixRow> = HashMap::new();
         for (k, a) in &pass.keys {
-            let g = group_of(k, opts.prefix_depth, opts.by_namespace);
+            let g = group_of(k, opts.prefix_depth, opts.by_namespace, &opts.k8s_prefixes);
             let row = groups.entry(g).or_default();
             row.keys += 1;
             row.live_keys += u64::from(!a.last_tombstone);
@@ -112,14 +144,16 @@ impl EtcdAnalysis {
         });
         let prefixes = Prefixes {
             grouping: format!(
-                "Kubernetes keys (/registry/...) by resource{}; other keys by their first {} \
-                 path segment(s)",
+                "Kubernetes objects ({}) by resource{}; other keys by their first {} path \
+                 segment{}",
+                opts.k8s_prefixes.join(", "),
                 if opts.by_namespace {
                     " and namespace"
                 } else {
                     ""
                 },
-                opts.prefix_depth.max(1)
+                opts.prefix_depth.max(1),
+                if opts.prefix_depth > 1 { "s" } else { "" }
             ),
             groups,
         };

@@ -17,27 +17,87 @@ fn fixture() -> Db {
 
 #[test]
 fn groups() {
+    let k8s: Vec<String> = K8S_PREFIXES.iter().map(|p| p.to_string()).collect();
+    let g = |key: &[u8], depth, ns| group_of(key, depth, ns, &k8s);
+    for (key, by_resource, by_namespace) in [
+        (
+            &b"/registry/pods/default/p1"[..],
+            "/registry/pods/",
+            "/registry/pods/default/",
+        ),
+        (
+            b"/registry/minions/node-1",
+            "/registry/minions/",
+            "/registry/minions/",
+        ),
+        (
+            b"/registry/masterleases/127.0.0.1",
+            "/registry/masterleases/",
+            "/registry/masterleases/",
+        ),
+        (
+            b"/registry/ranges/serviceips",
+            "/registry/ranges/",
+            "/registry/ranges/",
+        ),
+        (
+            b"/registry/services/specs/default/kubernetes",
+            "/registry/services/specs/",
+            "/registry/services/specs/default/",
+        ),
+        (
+            b"/registry/services/endpoints/kube-system/kube-dns",
+            "/registry/services/endpoints/",
+            "/registry/services/endpoints/kube-system/",
+        ),
+        (
+            b"/registry/apiregistration.k8s.io/apiservices/v1.",
+            "/registry/apiregistration.k8s.io/apiservices/",
+            "/registry/apiregistration.k8s.io/apiservices/",
+        ),
+        (
+            b"/registry/crd.projectcalico.org/networkpolicies/prod/deny-all",
+            "/registry/crd.projectcalico.org/networkpolicies/",
+            "/registry/crd.projectcalico.org/networkpolicies/prod/",
+        ),
+        (
+            b"/kubernetes.io/deployments/openshift-etcd/etcd-operator",
+            "/kubernetes.io/deployments/",
+            "/kubernetes.io/deployments/openshift-etcd/",
+        ),
+        (
+            b"/openshift.io/routes/web/app",
+            "/openshift.io/routes/",
+            "/openshift.io/routes/web/",
+        ),
+        // Not an object: no name after the resource.
+        (b"/registry/health", "/registry/", "/registry/"),
+        (b"compact_rev_key", "compact_rev_key", "compact_rev_key"),
+    ] {
+        assert_eq!(
+            g(key, 1, false),
+            by_resource,
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+        assert_eq!(
+            g(key, 1, true),
+            by_namespace,
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+    }
+    assert_eq!(g(b"foo", 1, false), "foo");
+    assert_eq!(g(b"a/b/c", 1, false), "a/");
+    assert_eq!(g(b"a/b/c", 2, false), "a/b/");
+    assert_eq!(g(b"/x/y/z", 1, false), "/x/");
+    assert_eq!(g(b"/x/y/z", 5, false), "/x/y/z");
+    // Another apiserver prefix, given with --k8s-prefix.
+    let mine = ["/mycluster/".to_string()];
     assert_eq!(
-        group_of(b"/registry/pods/default/p1", 1, false),
-        "registry:pods"
+        group_of(b"/mycluster/pods/ns/p", 1, true, &mine),
+        "/mycluster/pods/ns/"
     );
-    assert_eq!(
-        group_of(b"/registry/pods/default/p1", 1, true),
-        "registry:pods/default"
-    );
-    assert_eq!(
-        group_of(b"/registry/masterleases/127.0.0.1", 1, true),
-        "registry:masterleases"
-    );
-    assert_eq!(
-        group_of(b"/registry/apiregistration.k8s.io/apiservices/v1.", 1, true),
-        "registry:apiregistration.k8s.io/apiservices"
-    );
-    assert_eq!(group_of(b"foo", 1, false), "foo");
-    assert_eq!(group_of(b"a/b/c", 1, false), "a/");
-    assert_eq!(group_of(b"a/b/c", 2, false), "a/b/");
-    assert_eq!(group_of(b"/x/y/z", 1, false), "/x/");
-    assert_eq!(group_of(b"/x/y/z", 5, false), "/x/y/z");
 }
 
 #[test]
