@@ -57,8 +57,13 @@ enum Cmd {
     Hashkv {
         #[command(flatten)]
         db: DbArg,
-        /// The revision to hash; 0 (the default) is the current revision.
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        /// The revision to hash (also --revision); 0 (the default) is the current revision.
+        #[arg(
+            long,
+            visible_alias = "revision",
+            default_value_t = 0,
+            allow_negative_numbers = true
+        )]
         rev: i64,
         /// Apply this etcd release's rules where releases differ (3.4.x, 3.5.x, 3.6.x).
         #[arg(long, default_value = "3.4.23")]
@@ -142,8 +147,8 @@ struct CompactArgs {
     /// fsynced, verified, renamed).
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// etcd files: compact MVCC history at this revision.
-    #[arg(long, conflicts_with = "keep_revisions")]
+    /// etcd files: compact MVCC history at this revision (also --rev).
+    #[arg(long, visible_alias = "rev", conflicts_with = "keep_revisions")]
     revision: Option<i64>,
     /// etcd files: compact at current revision - N.
     #[arg(long)]
@@ -168,6 +173,11 @@ struct CompactArgs {
     /// Persist a freelist page (sync) or not (none, as etcd on Linux). Default: as the source.
     #[arg(long, value_enum)]
     freelist: Option<FreelistArg>,
+    /// etcd: leave the NOSPACE alarms out of the copy, so the restarted member accepts
+    /// writes at once (the offline `etcdctl alarm disarm`). With --revision and
+    /// --data-dir it is the whole "database space exceeded" recovery in one step.
+    #[arg(long)]
+    disarm: bool,
     /// Write nothing; print the exact size the copy would have.
     #[arg(long)]
     dry_run: bool,
@@ -360,6 +370,7 @@ fn cmd_compact(c: CompactArgs, out: &mut Out) -> Result<u8, Error> {
             TrailerArg::Yes => TrailerChoice::Yes,
             TrailerArg::No => TrailerChoice::No,
         },
+        disarm: c.disarm,
         progress: Some(&on_progress),
     })?;
     bar.finish_and_clear();

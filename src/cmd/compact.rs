@@ -61,6 +61,8 @@ pub struct CompactRequest<'p> {
     pub dry_run: bool,
     pub backup: BackupChoice,
     pub trailer: TrailerChoice,
+    /// Leave the NOSPACE alarms out of the copy (`--disarm`).
+    pub disarm: bool,
     pub progress: Option<ProgressFn<'p>>,
 }
 
@@ -97,6 +99,14 @@ pub struct CompactReport {
     pub mvcc: Option<MvccReport>,
     /// Members listed in the `members` bucket (etcd files).
     pub members: Option<u64>,
+    /// With `--disarm`: the NOSPACE alarms the copy no longer holds.
+    pub disarmed: Vec<boltpack::etcd::Alarm>,
+    /// With `--disarm` on a db etcd 3.4 wrote (no `term` in `meta`): 3.4 does not record
+    /// that it applied an alarm, so a restart replays the activation from the WAL and
+    /// one `etcdctl alarm disarm` is still needed afterwards.
+    pub disarm_replayed_by_etcd34: bool,
+    #[serde(skip)]
+    pub disarm_asked: bool,
 }
 
 fn usage(msg: impl Into<String>) -> Error {
@@ -295,6 +305,33 @@ fn keep_original(db: &Path, backup: &Path, perms: Perms) -> Result<BackupReport>
     })
 }
 
+/// `--disarm`: leave the `alarm` bucket's NOSPACE entries out of the copy, so the
+/// restarted member accepts writes without `etcdctl alarm disarm`. Other alarms (CORRUPT)
+/// stay: they are not about space, and disarming them hides a real problem.
+fn disarm(db: &Db, t: &mut Transform<'_>) -> Result<Vec<boltpack::etcd::Alarm>> {
+    if !boltpack::etcd::is_etcd(db) {
+        return Err(usage(
+            "--disarm removes etcd's NOSPACE alarms: this is not an etcd db",
+        ));
+    }
+    let mut gone = Vec::new();
+    for (key, alarm) in boltpack::etcd::alarm_entries(db)? {
+        if alarm.is_nospace() {
+            t.delete
+                .entry(boltpack::etcd::ALARM_BUCKET.to_vec())
+                .or_default()
+                .insert(key.to_vec());
+            gone.push(alarm);
+        }
+    }
+    Ok(gone)
+}
+
+/// etcd 3.5 and later write `term` into `meta` with every commit; 3.4 never does.
+fn written_by_etcd34(db: &Db) -> bool {
+    boltpack::etcd::EtcdMeta::read(db).is_ok_and(|m| m.term.is_none())
+}
+
 /// The warning for an MVCC compaction of one member of a multi-member cluster.
 fn warn_cluster(members: u64) {
     eprintln!(
@@ -378,6 +415,11 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
         t.set.insert(boltpack::etcd::META_BUCKET.to_vec(), meta);
     }
     t.plan = plan.as_ref();
+    let disarmed = if req.disarm {
+        disarm(&db, &mut t)?
+    } else {
+        Vec::new()
+    };
     let backup_to = match req.data_dir {
         Some(dir) if dst.is_some() => backup_path(dir, &req.backup)?,
         _ => None,
@@ -419,6 +461,9 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
         elapsed_seconds: start.elapsed().as_secs_f64(),
         mvcc,
         members,
+        disarm_replayed_by_etcd34: !disarmed.is_empty() && written_by_etcd34(&db),
+        disarmed,
+        disarm_asked: req.disarm,
     })
 }
 
@@ -461,6 +506,40 @@ impl CompactReport {
                 }
                 None => {
                     let _ = writeln!(o, "mvcc         {}", m.note.as_deref().unwrap_or(""));
+                }
+            }
+        }
+        if self.disarm_asked {
+            if self.disarmed.is_empty() {
+                let _ = writeln!(o, "alarms       no NOSPACE alarm to disarm");
+            } else {
+                let each: Vec<String> = self
+                    .disarmed
+                    .iter()
+                    .map(|a| format!("NOSPACE on member {}", a.member_id))
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "alarms       {} {}: the restarted member accepts writes without `etcdctl alarm disarm`",
+                    if self.dry_run {
+                        "would disarm"
+                    } else {
+                        "disarmed"
+                    },
+                    each.join(", ")
+                );
+                if self.disarm_replayed_by_etcd34 {
+                    let _ = writeln!(
+                        o,
+                        "             but this db was written by etcd 3.4, which replays the alarm from its WAL when it restarts: run `etcdctl alarm disarm` once after the restart (the member has room now, so it takes at once)"
+                    );
+                }
+                if self.members.is_some_and(|n| n > 1) {
+                    let _ = writeln!(
+                        o,
+                        "             alarms are cluster-wide: every one of the {} members needs the same step (or a restore of one compacted snapshot everywhere)",
+                        self.members.unwrap_or(0)
+                    );
                 }
             }
         }

@@ -2,6 +2,11 @@
 //! `etcdserver/api/v3alarm/alarms.go`), its values empty.
 
 use super::kv::varint;
+use crate::error::Result;
+use crate::reader::{Bucket, Db};
+
+/// The bucket etcd keeps its alarms in (etcd@v3.4 `etcdserver/api/v3alarm/alarms.go`).
+pub const ALARM_BUCKET: &[u8] = b"alarm";
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
 pub struct Alarm {
@@ -9,6 +14,26 @@ pub struct Alarm {
     pub member_id: String,
     /// `NONE`, `NOSPACE`, `CORRUPT`, or the number.
     pub alarm: String,
+}
+
+impl Alarm {
+    /// "mvcc: database space exceeded": the member refuses writes until it is disarmed.
+    pub fn is_nospace(&self) -> bool {
+        self.alarm == "NOSPACE"
+    }
+}
+
+/// The active alarms: each entry of the `alarm` bucket (its key, decoded), in key order.
+/// A file without the bucket has none.
+pub fn alarm_entries(db: &Db) -> Result<Vec<(&[u8], Alarm)>> {
+    let mut v = Vec::new();
+    if let Some(b) = Bucket::root_of(db).bucket(ALARM_BUCKET)? {
+        for e in b.iter() {
+            let e = e?;
+            v.push((e.key, decode_alarm(e.key)));
+        }
+    }
+    Ok(v)
 }
 
 /// `etcdserverpb.AlarmMember` {memberID = 1, alarm = 2}, the `alarm` bucket's keys.

@@ -11,8 +11,9 @@ mod revision;
 mod rules;
 mod snapshot;
 
-pub use alarm::Alarm;
+#[cfg(test)]
 pub(crate) use alarm::decode_alarm;
+pub use alarm::{ALARM_BUCKET, Alarm, alarm_entries};
 pub use compaction::{CompactionPlan, TombstoneAtRev, compacts_at};
 pub use hashkv::{HashKv, HashKvError, hash_kv};
 pub use keyindex::KeyIndex;

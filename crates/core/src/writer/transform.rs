@@ -3,19 +3,22 @@
 //! digest both read the source through this, so they cannot disagree about what the copy
 //! holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
 use crate::etcd::CompactionPlan;
 use crate::etcd::KEY_BUCKET;
 use crate::reader::{Bucket, plain_key_in_root};
 
-/// Changes applied while copying: an MVCC plan for the `key` bucket, and plain entries to
-/// set (insert or replace) in top-level buckets.
+/// Changes applied while copying: an MVCC plan for the `key` bucket, plain entries to set
+/// (insert or replace) in top-level buckets, and plain entries to leave out of them.
 #[derive(Default)]
 pub struct Transform<'a> {
     pub plan: Option<&'a CompactionPlan<'a>>,
     pub set: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Top-level bucket -> keys of plain entries the copy does not hold (`compact
+    /// --disarm`: the NOSPACE alarms).
+    pub delete: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>>,
     /// `plan_copy` only: the `key` bucket's layout, already counted, so it is not
     /// walked (`analyze` sizes many compaction candidates from one pass over it).
     pub presized_key_bucket: Option<Presized>,
@@ -92,6 +95,12 @@ pub(super) fn for_each_item<'a>(
             && set_map.contains_key(e.key)
         {
             continue; // replaced by the set entry emitted above
+        }
+        if !e.is_bucket()
+            && let Some(gone) = top.and_then(|name| t.delete.get(name))
+            && gone.contains(e.key)
+        {
+            continue;
         }
         let keep = if e.is_bucket() {
             f(Item::Sub(e.key, Bucket::open(b.db(), e.value)?))?

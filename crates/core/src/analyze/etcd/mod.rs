@@ -30,7 +30,7 @@ use crate::etcd::Rules;
 use crate::etcd::TombstoneAtRev;
 use crate::etcd::decode_entry;
 use crate::etcd::{EtcdMeta, Revisions, key_bucket};
-use crate::reader::{Bucket, Db};
+use crate::reader::Db;
 use crate::writer::CompactSummary;
 
 mod capacity;
@@ -40,7 +40,6 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
-use crate::etcd::decode_alarm;
 use capacity::*;
 pub use capacity::{ThresholdHistogram, planned_size};
 pub use model::*;
@@ -200,13 +199,10 @@ struct Scope {
 
 /// The active alarms of the `alarm` bucket.
 fn alarms(db: &Db) -> Result<Vec<crate::etcd::Alarm>> {
-    let mut v = Vec::new();
-    if let Some(b) = Bucket::root_of(db).bucket(b"alarm")? {
-        for e in b.iter() {
-            v.push(decode_alarm(e?.key));
-        }
-    }
-    Ok(v)
+    Ok(crate::etcd::alarm_entries(db)?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect())
 }
 
 impl EtcdAnalysis {
