@@ -68,8 +68,8 @@ enum Cmd {
         /// Apply this etcd release's rules where releases differ (3.4.x, 3.5.x, 3.6.x).
         #[arg(long, default_value = "3.4.23")]
         etcd_version: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        fmt: Format,
     },
     /// etcd snapshot files (`etcdctl snapshot save` output, or a member db).
     Snapshot {
@@ -80,16 +80,16 @@ enum Cmd {
     Info {
         #[command(flatten)]
         db: DbArg,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        fmt: Format,
     },
     /// Verify the file's structure (everything Go bbolt's tx.Check() does, and more).
     /// Exit 0 when clean, 1 with one line per problem.
     Check {
         #[command(flatten)]
         db: DbArg,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        fmt: Format,
     },
     /// Every entry as JSON lines, nested buckets too, in key order.
     Dump {
@@ -108,17 +108,25 @@ enum Cmd {
     Pages {
         #[command(flatten)]
         db: DbArg,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        fmt: Format,
     },
     /// Per-bucket statistics (Go's Bucket.Stats()) and file-level figures: page use,
     /// free runs, fill, and an estimate of a defragmented copy's size. On etcd files also
     /// the MVCC figures: revisions, keys, prefixes, a revision histogram, capacity planning.
     Analyze(Box<AnalyzeArgs>),
+    /// Print a shell completion script: `boltpack completions bash > /etc/bash_completion.d/boltpack`
+    /// (zsh: into a folder on $fpath as _boltpack; fish: ~/.config/fish/completions/boltpack.fish).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// One page decoded: header and elements (values in hex).
     Page {
         #[command(flatten)]
         db: DbArg,
+        /// The page id (as `pages` lists them).
         id: u64,
         /// Show at most this many bytes of each value.
         #[arg(long, default_value_t = 256)]
@@ -191,16 +199,16 @@ struct CompactArgs {
     /// It never allows replacing a file a running process holds.
     #[arg(long)]
     no_lock: bool,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    fmt: Format,
 }
 
 #[derive(clap::Args)]
 struct AnalyzeArgs {
     #[command(flatten)]
     db: DbArg,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    fmt: Format,
     /// Also write a self-contained HTML report (inline SVG charts) to FILE.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
@@ -231,6 +239,31 @@ struct AnalyzeArgs {
     top: usize,
 }
 
+/// `-w` / `--write-out`, as etcdctl's: `table` (for people; `simple` is the same) or
+/// `json`. `--json` stays as the short way to say `-w json`.
+#[derive(clap::Args, Clone, Copy)]
+struct Format {
+    /// Output format: table (for people; simple is the same) or json, as etcdctl's -w.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+    write_out: WriteOut,
+    /// Same as -w json.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Format {
+    fn json(self) -> bool {
+        self.json || self.write_out == WriteOut::Json
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WriteOut {
+    #[value(alias = "simple")]
+    Table,
+    Json,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum TrailerArg {
     Auto,
@@ -258,8 +291,8 @@ enum SnapshotCmd {
     Status {
         #[command(flatten)]
         db: DbArg,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        fmt: Format,
     },
 }
 
@@ -282,7 +315,52 @@ fn progress_bar(src: &std::path::Path, dry_run: bool) -> indicatif::ProgressBar 
 }
 
 fn open(a: &DbArg) -> Result<Db, Error> {
+    not_a_db(&a.db)?;
     Db::open(&a.db, OpenOptions { lock: !a.no_lock })
+}
+
+/// The usual ways to name the wrong thing, each with the way out: a data dir or member dir
+/// instead of its db, an etcd WAL file, a raft snapshot (`.snap`) file.
+fn not_a_db(path: &std::path::Path) -> Result<(), Error> {
+    let shown = path.display();
+    if path.is_dir() {
+        // A data dir holds member/snap/db; a member dir (DATA_DIR/member) holds snap/db.
+        let data_dir = if path.join("member/snap/db").is_file() {
+            Some(path.to_path_buf())
+        } else if path.join("snap/db").is_file() {
+            path.parent().map(|p| p.to_path_buf())
+        } else {
+            None
+        };
+        return Err(Error::Usage(match data_dir {
+            Some(dir) => format!(
+                "{shown} is a directory of an etcd member: pass {} to read its db, or \
+                 `compact --data-dir {}` to compact it in place",
+                dir.join("member/snap/db").display(),
+                dir.display()
+            ),
+            None => format!(
+                "{shown} is a directory: pass a db file (a member's is DATA_DIR/member/snap/db)"
+            ),
+        }));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if name.ends_with(".wal") {
+        return Err(Error::Usage(format!(
+            "{shown} is an etcd WAL file (the raft log), not a bbolt db: the member's db is \
+             DATA_DIR/member/snap/db"
+        )));
+    }
+    if name.ends_with(".snap") && !name.ends_with(".snap.db") {
+        return Err(Error::Usage(format!(
+            "{shown} is a raft snapshot file (member/snap/*.snap), not a bbolt db: the \
+             member's db is the file `db` beside it"
+        )));
+    }
+    Ok(())
 }
 
 /// Standard output of a command. When its reader goes away (`boltpack dump DB | head -1`),
@@ -338,6 +416,9 @@ fn cmd_compact(c: CompactArgs, out: &mut Out) -> Result<u8, Error> {
         (Some(src), None) => src.clone(),
         (None, None) => unreachable!("clap requires SRC or --data-dir"),
     };
+    if let Some(src) = &c.src {
+        not_a_db(src)?;
+    }
     let bar = progress_bar(&src, c.dry_run);
     let on_progress = |p: Progress| match p {
         Progress::Written(n) => bar.set_position(n),
@@ -374,7 +455,7 @@ fn cmd_compact(c: CompactArgs, out: &mut Out) -> Result<u8, Error> {
         progress: Some(&on_progress),
     })?;
     bar.finish_and_clear();
-    if c.json {
+    if c.fmt.json() {
         out.json(&report)?;
     } else {
         out.text(&report.render())?;
@@ -570,7 +651,7 @@ fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
         write_report(path, a.report_mode, html.as_bytes())?;
     }
     let summary = Summary::of(&a.db.db, &analysis, a.quota_bytes.is_none());
-    if a.json {
+    if a.fmt.json() {
         out.json(&AnalyzeJson {
             schema_version: JSON_SCHEMA_VERSION,
             path: &summary.path,
@@ -597,22 +678,29 @@ fn dispatch(cmd: Cmd, out: &mut Out) -> Result<u8, Error> {
             db,
             rev,
             etcd_version,
-            json,
-        } => cmd_hashkv(db, rev, &etcd_version, json, out),
+            fmt,
+        } => cmd_hashkv(db, rev, &etcd_version, fmt.json(), out),
         Cmd::Snapshot {
-            cmd: SnapshotCmd::Status { db, json },
-        } => cmd_snapshot_status(db, json, out),
-        Cmd::Info { db, json } => cmd_info(db, json, out),
-        Cmd::Check { db, json } => cmd_check(db, json, out),
+            cmd: SnapshotCmd::Status { db, fmt },
+        } => cmd_snapshot_status(db, fmt.json(), out),
+        Cmd::Info { db, fmt } => cmd_info(db, fmt.json(), out),
+        Cmd::Check { db, fmt } => cmd_check(db, fmt.json(), out),
         Cmd::Dump {
             db,
             bucket,
             etcd,
             hash_values,
         } => cmd_dump(db, bucket, DumpOptions { etcd, hash_values }, out),
-        Cmd::Pages { db, json } => cmd_pages(db, json, out),
+        Cmd::Pages { db, fmt } => cmd_pages(db, fmt.json(), out),
         Cmd::Analyze(a) => cmd_analyze(*a, out),
         Cmd::Page { db, id, max_value } => cmd_page(db, id, max_value, out),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "boltpack", &mut buf);
+            out.text(&String::from_utf8_lossy(&buf))?;
+            Ok(0)
+        }
     }
 }
 
@@ -672,5 +760,35 @@ fn main() -> ExitCode {
             eprintln!("boltpack: {e}{}", hint(&e));
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is in `--help`.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+            for sc in c.get_subcommands() {
+                walk(sc, &format!("{path} {}", sc.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "boltpack", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -297,3 +297,125 @@ fn a_closed_stdout_ends_quietly_with_the_commands_own_exit_code() {
     );
     assert_eq!(String::from_utf8_lossy(&o.stderr), "");
 }
+
+/// etcdctl's `-w json` is `--json`, on every command that prints JSON; `-w table` and
+/// `-w simple` are the text.
+#[test]
+fn write_out_json_is_the_json_flag() {
+    let db = fixture("etcd/db");
+    for cmd in [
+        &["info"][..],
+        &["check"],
+        &["pages"],
+        &["hashkv"],
+        &["snapshot", "status"],
+        &["analyze"],
+        &["compact", "--dry-run"],
+    ] {
+        let run = |extra: &[&str]| {
+            let mut args: Vec<&str> = cmd.to_vec();
+            args.push(s(&db));
+            args.extend(extra);
+            let o = boltpack(&args);
+            assert_eq!(o.status.code(), Some(0), "{args:?}");
+            o.stdout
+        };
+        let json = run(&["--json"]);
+        let mut w = stdout_json_bytes(&run(&["-w", "json"]));
+        let mut j = stdout_json_bytes(&json);
+        // compact's report carries its own timing.
+        for v in [&mut w, &mut j] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("elapsed_seconds");
+            }
+        }
+        assert_eq!(w, j, "{cmd:?}");
+        assert_eq!(run(&["-w", "table"]), run(&["-w", "simple"]), "{cmd:?}");
+        assert_ne!(run(&["-w", "table"]), json, "{cmd:?}");
+    }
+}
+
+fn stdout_json_bytes(b: &[u8]) -> Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
+}
+
+/// A data dir, a member dir, a WAL file, a raft snapshot: each is named for what it is,
+/// with the path to pass instead (exit 2).
+#[test]
+fn path_mistakes_get_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("member/snap")).unwrap();
+    std::fs::create_dir_all(data.join("member/wal")).unwrap();
+    std::fs::copy(fixture("etcd/db"), data.join("member/snap/db")).unwrap();
+    let wal = data.join("member/wal/0000000000000000-0000000000000000.wal");
+    let snap = data.join("member/snap/0000000000000002-0000000000000005.snap");
+    std::fs::write(&wal, b"not a db").unwrap();
+    std::fs::write(&snap, b"not a db").unwrap();
+    let db = data.join("member/snap/db");
+    let cases: [(&std::path::Path, &str); 5] = [
+        (&data, "pass "),
+        (&data.join("member"), "--data-dir "),
+        (&wal, "is an etcd WAL file"),
+        (&snap, "is a raft snapshot file"),
+        (dir.path(), "is a directory: pass a db file"),
+    ];
+    for (path, says) in cases {
+        for cmd in [&["analyze"][..], &["check"], &["compact", "--dry-run"]] {
+            let mut args = cmd.to_vec();
+            args.push(s(path));
+            let o = boltpack(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+    let o = boltpack(&["analyze", s(&data)]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(s(&db)),
+        "names the db to pass"
+    );
+    // -o: a directory is said to be one; an error names the user's path, not the temp file.
+    let o = boltpack(&[
+        "compact",
+        s(&db),
+        "-o",
+        &format!("{}/", dir.path().display()),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a directory"));
+    let missing = dir.path().join("nowhere/copy.db");
+    let o = boltpack(&["compact", s(&db), "-o", s(&missing)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.starts_with(&format!("boltpack: {}: ", missing.display())),
+        "{err}"
+    );
+}
+
+/// `completions bash` gives a script bash sources and that completes the subcommands.
+#[test]
+fn bash_completion_script_loads() {
+    let o = boltpack(&["completions", "bash"]);
+    assert_eq!(o.status.code(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("boltpack.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p boltpack && COMP_WORDS=(boltpack ana) && COMP_CWORD=1 && _boltpack boltpack ana boltpack && echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(out.contains("-F _boltpack boltpack"), "{out}");
+    assert!(out.contains("analyze"), "completes `ana` to analyze: {out}");
+}

@@ -194,13 +194,20 @@ fn resolve_mvcc<'a>(
     let compacted = (revs.compacted > 0).then_some(revs.compacted);
     let rev = match (m.revision, m.keep_revisions) {
         (Some(r), _) => r,
-        (None, Some(n)) if n >= 0 => current - n,
-        (None, Some(n)) => return Err(usage(format!("--keep-revisions {n} is negative"))),
+        (None, Some(n)) if n < 0 => return Err(usage(format!("--keep-revisions {n} is negative"))),
+        (None, Some(n)) if n > current => {
+            return Err(usage(format!(
+                "--keep-revisions {n} is beyond the history: the current revision is {current}, \
+                 so at most {current} revisions can be kept"
+            )));
+        }
+        (None, Some(n)) => current - n,
         (None, None) => current,
     };
     if rev > current {
-        return Err(usage(format!(
-            "revision {rev} is above the current revision {current}"
+        return Err(Error::Revision(format!(
+            "revision {rev} is above the current revision {current} (etcd: \"mvcc: required \
+             revision is a future revision\")"
         )));
     }
     let mut report = MvccReport {

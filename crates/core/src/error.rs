@@ -62,6 +62,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Usage(String),
+    /// An etcd revision the file cannot answer for: above the current revision (or, for
+    /// reads, compacted). The same exit code as `hashkv`'s refusal (1).
+    #[error("{0}")]
+    Revision(String),
     /// The copy read back differs from what was meant to be written; nothing was renamed
     /// into place. Exit 1, like other damage.
     #[error("verification of the copy failed, nothing was written: {0}")]

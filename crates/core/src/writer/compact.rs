@@ -18,7 +18,7 @@ use crate::reader::{Bucket, Db, OpenOptions};
 use super::digest::{ContentDigest, verify};
 use super::digest::{DigestFeed, DigestRec};
 use super::output::Perms;
-use super::output::{AtomicFile, WRITE_BEHIND_STEP, spawn_write_behind};
+use super::output::{AtomicFile, WRITE_BEHIND_STEP, spawn_write_behind, tmp_error};
 use super::pages::{LeafItem, MetaFields, PageSink, meta_page, write_empty_freelist};
 use super::transform::Transform;
 use super::transform::{Item, for_each_item};
@@ -461,10 +461,7 @@ pub fn compact_file<'a>(
     let (check_output, progress) = (how_out.verify, how_out.progress);
     let mut af = AtomicFile::create(dst, how_out.force, how_out.perms)?;
     let tmp = af.tmp_path().to_path_buf();
-    let io = |source| Error::Io {
-        path: tmp.clone(),
-        source,
-    };
+    let io = |source| tmp_error(dst, &tmp, "writing the copy", source);
     let summary = std::thread::scope(|s| -> Result<CompactSummary> {
         let (nudge, write_behind) = spawn_write_behind(s, af.file().try_clone().map_err(io)?);
         let counted = Counted {

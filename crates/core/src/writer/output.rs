@@ -118,6 +118,21 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
+/// An I/O error while writing `dst` through its temp file `tmp`: the error names the
+/// user's path, and says which file was being written (it is removed on failure).
+pub(crate) fn tmp_error(dst: &Path, tmp: &Path, what: &str, source: std::io::Error) -> Error {
+    let name = tmp
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    Error::Io {
+        path: dst.to_path_buf(),
+        source: std::io::Error::new(
+            source.kind(),
+            format!("{what} through its temp file {name} (removed): {source}"),
+        ),
+    }
+}
+
 /// `.NAME.boltpack-tmp-PID` next to `dst`.
 fn tmp_name(dst: &Path, pid: u32) -> Option<PathBuf> {
     let name = dst.file_name()?.to_str()?;
@@ -156,19 +171,35 @@ impl AtomicFile {
     /// Refuses an existing `dst` unless `force`, and always one that a process holds for
     /// writing; `dst`'s folder must exist. The temp file gets `perms` from the start.
     pub fn create(dst: &Path, force: bool, perms: Perms) -> Result<AtomicFile> {
+        if dst.is_dir() || dst.as_os_str().to_string_lossy().ends_with('/') {
+            return Err(Error::Usage(format!(
+                "{} is a directory: name the copy's file (e.g. {})",
+                dst.display(),
+                dst.join("db").display()
+            )));
+        }
         if dst.exists() && !force {
             return Err(Error::Exists {
                 path: dst.to_path_buf(),
             });
         }
-        if dst.is_dir() {
-            return Err(Error::Usage(format!("{} is a directory", dst.display())));
-        }
         refuse_if_held(dst)?;
         remove_stale(dst);
         let tmp = tmp_name(dst, std::process::id())
             .ok_or_else(|| Error::Usage(format!("{}: not a file name", dst.display())))?;
-        let file = perms.create_new(&tmp).map_err(io(&tmp))?;
+        let file = perms.create_new(&tmp).map_err(|e| Error::Io {
+            path: dst.to_path_buf(),
+            source: std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create the copy: its temp file goes beside it, in {}: {e}",
+                    match dst.parent() {
+                        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+                        _ => ".".to_string(),
+                    }
+                ),
+            ),
+        })?;
         Ok(AtomicFile {
             tmp,
             dst: dst.to_path_buf(),
@@ -189,7 +220,8 @@ impl AtomicFile {
     /// refused here, just before the rename.
     pub fn commit(mut self) -> Result<()> {
         let file = self.file.take().expect("open until commit");
-        file.sync_all().map_err(io(&self.tmp))?;
+        file.sync_all()
+            .map_err(|e| tmp_error(&self.dst, &self.tmp, "syncing the copy", e))?;
         drop(file);
         refuse_if_held(&self.dst)?;
         std::fs::rename(&self.tmp, &self.dst).map_err(io(&self.dst))?;
