@@ -76,6 +76,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SnapshotCmd,
     },
+    /// Read keys at a revision, as `etcdctl get` answers from a live etcd: KEY, a range
+    /// [KEY, RANGE_END), --prefix or --from-key; at --rev R (default: current). Exit 1
+    /// when R is compacted or in the future (as hashkv).
+    Get(Box<GetArgs>),
     /// Page size, both metas, the active one, freelist kind and page counts.
     Info {
         #[command(flatten)]
@@ -201,6 +205,40 @@ struct CompactArgs {
     no_lock: bool,
     #[command(flatten)]
     fmt: Format,
+}
+
+#[derive(clap::Args)]
+struct GetArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The key (with --prefix: the prefix; with --from-key: the first key).
+    key: String,
+    /// The end of the range, excluded (as etcdctl's RANGE_END).
+    range_end: Option<String>,
+    /// Every key that starts with KEY.
+    #[arg(long, conflicts_with_all = ["from_key", "range_end"])]
+    prefix: bool,
+    /// Every key from KEY on.
+    #[arg(long, conflicts_with = "range_end")]
+    from_key: bool,
+    /// Read at this revision (also --revision); 0, the default, is the current revision.
+    #[arg(
+        long,
+        visible_alias = "revision",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    rev: i64,
+    /// Keys only, no values.
+    #[arg(long)]
+    keys_only: bool,
+    /// At most this many keys (0: all); `count` still counts them all.
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Output format: simple / table (etcdctl's simple: key and value lines) or json
+    /// (etcdctl's JSON: base64 keys and values).
+    #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
+    write_out: WriteOut,
 }
 
 #[derive(clap::Args)]
@@ -384,6 +422,10 @@ impl Out {
         self.w.write_all(s.as_bytes()).map_err(stdout_err)
     }
 
+    fn bytes(&mut self, b: &[u8]) -> Result<(), Error> {
+        self.w.write_all(b).map_err(stdout_err)
+    }
+
     fn json(&mut self, v: &dyn erased::Json) -> Result<(), Error> {
         v.write(&mut self.w).map_err(stdout_err)
     }
@@ -476,6 +518,30 @@ fn cmd_hashkv(
         Ok(h) if json => out.json(&h)?,
         Ok(h) => out.text(&boltpack_report::etcd::render_hashkv(&h))?,
         Err(boltpack::etcd::HashKvError::Read(e)) => return Err(e),
+        Err(e) => {
+            eprintln!("boltpack: {e}");
+            return Ok(EXIT_PROBLEMS);
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_get(a: GetArgs, out: &mut Out) -> Result<u8, Error> {
+    use boltpack::etcd::KeyRange;
+    let db = open(&a.db)?;
+    let key = a.key.as_bytes();
+    let range = match (&a.range_end, a.prefix, a.from_key) {
+        (_, true, _) => KeyRange::prefix(key),
+        (_, _, true) => KeyRange::From(key.to_vec()),
+        (Some(end), _, _) => KeyRange::from_pair(key, end.as_bytes()),
+        (None, _, _) => KeyRange::Key(key.to_vec()),
+    };
+    match boltpack::etcd::get(&db, &range, a.rev, a.limit) {
+        Ok(r) if a.write_out == WriteOut::Json => {
+            out.json(&boltpack_report::etcd::GetJson::of(&r, a.keys_only))?
+        }
+        Ok(r) => out.bytes(&boltpack_report::etcd::render_get_simple(&r, a.keys_only))?,
+        Err(boltpack::etcd::GetError::Read(e)) => return Err(e),
         Err(e) => {
             eprintln!("boltpack: {e}");
             return Ok(EXIT_PROBLEMS);
@@ -693,6 +759,7 @@ fn dispatch(cmd: Cmd, out: &mut Out) -> Result<u8, Error> {
         } => cmd_dump(db, bucket, DumpOptions { etcd, hash_values }, out),
         Cmd::Pages { db, fmt } => cmd_pages(db, fmt.json(), out),
         Cmd::Analyze(a) => cmd_analyze(*a, out),
+        Cmd::Get(a) => cmd_get(*a, out),
         Cmd::Page { db, id, max_value } => cmd_page(db, id, max_value, out),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;

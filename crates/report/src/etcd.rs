@@ -138,3 +138,90 @@ mod tests {
         assert!(s.contains("etcd 3.4.23"), "{s}");
     }
 }
+
+/// `get -w json`: etcdctl's JSON of a `RangeResponse` (etcd@v3.4 `etcdctl/ctlv3/command/
+/// printer_json.go`): keys and values in base64, zero fields left out. The header holds the
+/// revision only: the cluster id, member id and raft term are not in the db.
+#[derive(Debug, Serialize)]
+pub struct GetJson {
+    pub header: GetHeader,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kvs: Vec<KvJson>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GetHeader {
+    pub revision: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KvJson {
+    pub key: String,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub create_revision: i64,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub mod_revision: i64,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub version: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub lease: i64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+impl GetJson {
+    pub fn of(r: &boltpack::etcd::GetResponse<'_>, keys_only: bool) -> GetJson {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        GetJson {
+            header: GetHeader {
+                revision: r.revision,
+            },
+            kvs: r
+                .kvs
+                .iter()
+                .map(|kv| KvJson {
+                    key: b64(kv.key),
+                    create_revision: kv.create_revision,
+                    mod_revision: kv.mod_revision,
+                    version: kv.version,
+                    value: if keys_only {
+                        String::new()
+                    } else {
+                        b64(kv.value)
+                    },
+                    lease: kv.lease,
+                })
+                .collect(),
+            more: r.more,
+            count: r.count,
+        }
+    }
+}
+
+/// `get` as etcdctl's `-w simple` prints it: each key on a line, then its value (an empty
+/// line with `--keys-only`), bytes as they are.
+pub fn render_get_simple(r: &boltpack::etcd::GetResponse<'_>, keys_only: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for kv in &r.kvs {
+        out.extend_from_slice(kv.key);
+        out.push(b'\n');
+        if !keys_only {
+            out.extend_from_slice(kv.value);
+        }
+        out.push(b'\n');
+    }
+    out
+}

@@ -2,6 +2,7 @@
 
 mod alarm;
 mod compaction;
+mod get;
 mod hashkv;
 mod keyindex;
 mod keymap;
@@ -15,6 +16,7 @@ mod snapshot;
 pub(crate) use alarm::decode_alarm;
 pub use alarm::{ALARM_BUCKET, Alarm, alarm_entries};
 pub use compaction::{CompactionPlan, TombstoneAtRev, compacts_at};
+pub use get::{GetError, GetResponse, KeyRange, get};
 pub use hashkv::{HashKv, HashKvError, hash_kv};
 pub use keyindex::KeyIndex;
 pub(crate) use keyindex::{decode_entry, decode_entry_through_value};
