@@ -80,6 +80,10 @@ enum Cmd {
     /// [KEY, RANGE_END), --prefix or --from-key; at --rev R (default: current). Exit 1
     /// when R is compacted or in the future (as hashkv).
     Get(Box<GetArgs>),
+    /// Two backups (db or snapshot) of one cluster compared: keys added, removed and
+    /// changed, live keys and value bytes, per key group (as analyze groups them) and in
+    /// total; the revisions and history written between them; the keys that grew most.
+    Diff(Box<DiffArgs>),
     /// Page size, both metas, the active one, freelist kind and page counts.
     Info {
         #[command(flatten)]
@@ -239,6 +243,34 @@ struct GetArgs {
     /// (etcdctl's JSON: base64 keys and values).
     #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
     write_out: WriteOut,
+}
+
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// The older backup.
+    old: PathBuf,
+    /// The newer backup.
+    new: PathBuf,
+    /// Do not take the shared locks (only for copies you know are quiet).
+    #[arg(long)]
+    no_lock: bool,
+    /// Compare even when the two share no member (backups of different clusters).
+    #[arg(long)]
+    any_cluster: bool,
+    /// Group Kubernetes objects by resource and namespace.
+    #[arg(long)]
+    by_namespace: bool,
+    /// Group non-Kubernetes keys by their first N path segments.
+    #[arg(long, default_value_t = 1)]
+    prefix_depth: usize,
+    /// kube-apiserver's --etcd-prefix when it is not /registry; repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    k8s_prefix: Vec<String>,
+    /// How many keys the top-growth list shows.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    #[command(flatten)]
+    fmt: Format,
 }
 
 #[derive(clap::Args)]
@@ -550,6 +582,50 @@ fn cmd_get(a: GetArgs, out: &mut Out) -> Result<u8, Error> {
     Ok(0)
 }
 
+/// `diff -w json`: the schema version and both paths, then the comparison.
+#[derive(serde::Serialize)]
+struct DiffJson<'a> {
+    schema_version: u32,
+    old_path: String,
+    new_path: String,
+    #[serde(flatten)]
+    diff: &'a boltpack::analyze::etcd::Diff,
+}
+
+fn cmd_diff(a: DiffArgs, out: &mut Out) -> Result<u8, Error> {
+    let opts = OpenOptions { lock: !a.no_lock };
+    not_a_db(&a.old)?;
+    not_a_db(&a.new)?;
+    let (old, new) = (Db::open(&a.old, opts)?, Db::open(&a.new, opts)?);
+    let dopts = boltpack::analyze::etcd::DiffOptions {
+        prefix_depth: a.prefix_depth,
+        by_namespace: a.by_namespace,
+        k8s_prefixes: k8s_prefixes(&a.k8s_prefix),
+        top: a.top,
+    };
+    let d = match boltpack::analyze::etcd::diff(&old, &new, &dopts, a.any_cluster) {
+        Ok(d) => d,
+        Err(boltpack::analyze::etcd::DiffError::Read(e)) => return Err(e),
+        Err(e) => {
+            return Err(Error::Usage(format!(
+                "{e}: pass --any-cluster to compare them anyway"
+            )));
+        }
+    };
+    let (op, np) = (a.old.display().to_string(), a.new.display().to_string());
+    if a.fmt.json() {
+        out.json(&DiffJson {
+            schema_version: JSON_SCHEMA_VERSION,
+            old_path: op,
+            new_path: np,
+            diff: &d,
+        })?;
+    } else {
+        out.text(&boltpack_report::etcd::render_diff(&d, &op, &np))?;
+    }
+    Ok(0)
+}
+
 fn cmd_snapshot_status(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
     let db = open(&db)?;
     let report = boltpack_report::etcd::SnapshotReport::gather(&db)?;
@@ -760,6 +836,7 @@ fn dispatch(cmd: Cmd, out: &mut Out) -> Result<u8, Error> {
         Cmd::Pages { db, fmt } => cmd_pages(db, fmt.json(), out),
         Cmd::Analyze(a) => cmd_analyze(*a, out),
         Cmd::Get(a) => cmd_get(*a, out),
+        Cmd::Diff(a) => cmd_diff(*a, out),
         Cmd::Page { db, id, max_value } => cmd_page(db, id, max_value, out),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;

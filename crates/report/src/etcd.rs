@@ -225,3 +225,82 @@ pub fn render_get_simple(r: &boltpack::etcd::GetResponse<'_>, keys_only: bool) -
     }
     out
 }
+
+/// `diff` for people: the two sides, the totals, a row per group, the top growth.
+pub fn render_diff(d: &boltpack::analyze::etcd::Diff, old: &str, new: &str) -> String {
+    use crate::units::short;
+    let mut s = String::new();
+    let side = |path: &str, x: &boltpack::analyze::etcd::DiffSide| {
+        format!(
+            "{path} (revision {}, {})",
+            x.revision,
+            short(x.file_size_bytes as f64)
+        )
+    };
+    let _ = writeln!(s, "old   {}", side(old, &d.old));
+    let _ = writeln!(s, "new   {}", side(new, &d.new));
+    if d.revisions_written < 0 {
+        let _ = writeln!(
+            s,
+            "NOTE: NEW is the older backup ({} revisions behind OLD): the figures read from NEW to OLD reversed",
+            -d.revisions_written
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "      {} revisions written between them, {} of history added",
+            d.revisions_written,
+            short(d.history_bytes_added as f64)
+        );
+    }
+    let t = &d.total;
+    let _ = writeln!(
+        s,
+        "total {} added, {} removed, {} changed; live keys {} -> {}; live values {} -> {}",
+        t.added_keys,
+        t.removed_keys,
+        t.changed_keys,
+        t.live_keys_old,
+        t.live_keys_new,
+        short(t.value_bytes_old as f64),
+        short(t.value_bytes_new as f64)
+    );
+    let _ = writeln!(
+        s,
+        "\n  {:<44} {:>7} {:>7} {:>7} {:>9} {:>9} {:>11} {:>11}",
+        "PREFIX", "ADDED", "REMOVED", "CHANGED", "LIVE OLD", "LIVE NEW", "VALUES OLD", "VALUES NEW"
+    );
+    for g in &d.groups {
+        let f = &g.figures;
+        let _ = writeln!(
+            s,
+            "  {:<44} {:>7} {:>7} {:>7} {:>9} {:>9} {:>11} {:>11}",
+            g.prefix,
+            f.added_keys,
+            f.removed_keys,
+            f.changed_keys,
+            f.live_keys_old,
+            f.live_keys_new,
+            short(f.value_bytes_old as f64),
+            short(f.value_bytes_new as f64)
+        );
+    }
+    if !d.top_growth.is_empty() {
+        let _ = writeln!(
+            s,
+            "\ntop growth\n  {:>11} {:>11} {:>11}  KEY",
+            "GROWTH", "OLD", "NEW"
+        );
+        for g in &d.top_growth {
+            let _ = writeln!(
+                s,
+                "  {:>11} {:>11} {:>11}  {}",
+                short(g.growth_bytes as f64),
+                short(g.value_bytes_old as f64),
+                short(g.value_bytes_new as f64),
+                g.key
+            );
+        }
+    }
+    s
+}

@@ -34,6 +34,7 @@ use crate::reader::Db;
 use crate::writer::CompactSummary;
 
 mod capacity;
+mod diff;
 mod model;
 mod pass;
 mod tables;
@@ -42,6 +43,7 @@ mod tests;
 
 use capacity::*;
 pub use capacity::{ThresholdHistogram, planned_size};
+pub use diff::{Diff, DiffError, DiffFigures, DiffGroup, DiffOptions, DiffSide, Growth, diff};
 pub use model::*;
 use pass::*;
 use tables::*;
