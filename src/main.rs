@@ -313,7 +313,8 @@ struct AnalyzeArgs {
 /// `json`. `--json` stays as the short way to say `-w json`.
 #[derive(clap::Args, Clone, Copy)]
 struct Format {
-    /// Output format: table (for people; simple is the same) or json, as etcdctl's -w.
+    /// Output format: table (for people; simple is the same) or json, as etcdctl's -w;
+    /// analyze also prometheus.
     #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
     write_out: WriteOut,
     /// Same as -w json.
@@ -332,6 +333,18 @@ enum WriteOut {
     #[value(alias = "simple")]
     Table,
     Json,
+    /// The Prometheus text format (analyze only), for node_exporter's textfile collector.
+    Prometheus,
+}
+
+/// `-w prometheus` where a command has no metrics.
+fn no_metrics(fmt: Format, cmd: &str) -> Result<(), Error> {
+    if fmt.write_out == WriteOut::Prometheus {
+        return Err(Error::Usage(format!(
+            "-w prometheus is for analyze; {cmd} prints table or json"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -480,6 +493,7 @@ fn tombstone_rule(a: TombstoneArg) -> TombstoneAtRev {
 }
 
 fn cmd_compact(c: CompactArgs, out: &mut Out) -> Result<u8, Error> {
+    no_metrics(c.fmt, "compact")?;
     let mvcc = (c.revision.is_some() || c.keep_revisions.is_some()).then_some(MvccRequest {
         revision: c.revision,
         keep_revisions: c.keep_revisions,
@@ -569,6 +583,11 @@ fn cmd_get(a: GetArgs, out: &mut Out) -> Result<u8, Error> {
         (None, _, _) => KeyRange::Key(key.to_vec()),
     };
     match boltpack::etcd::get(&db, &range, a.rev, a.limit) {
+        Ok(_) if a.write_out == WriteOut::Prometheus => {
+            return Err(Error::Usage(
+                "-w prometheus is for analyze; get prints simple or json".into(),
+            ));
+        }
         Ok(r) if a.write_out == WriteOut::Json => {
             out.json(&boltpack_report::etcd::GetJson::of(&r, a.keys_only))?
         }
@@ -593,6 +612,7 @@ struct DiffJson<'a> {
 }
 
 fn cmd_diff(a: DiffArgs, out: &mut Out) -> Result<u8, Error> {
+    no_metrics(a.fmt, "diff")?;
     let opts = OpenOptions { lock: !a.no_lock };
     not_a_db(&a.old)?;
     not_a_db(&a.new)?;
@@ -793,7 +813,9 @@ fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
         write_report(path, a.report_mode, html.as_bytes())?;
     }
     let summary = Summary::of(&a.db.db, &analysis, a.quota_bytes.is_none());
-    if a.fmt.json() {
+    if a.fmt.write_out == WriteOut::Prometheus {
+        out.text(&boltpack_report::prometheus::render(&analysis, &summary))?;
+    } else if a.fmt.json() {
         out.json(&AnalyzeJson {
             schema_version: JSON_SCHEMA_VERSION,
             path: &summary.path,
@@ -821,19 +843,34 @@ fn dispatch(cmd: Cmd, out: &mut Out) -> Result<u8, Error> {
             rev,
             etcd_version,
             fmt,
-        } => cmd_hashkv(db, rev, &etcd_version, fmt.json(), out),
+        } => {
+            no_metrics(fmt, "hashkv")?;
+            cmd_hashkv(db, rev, &etcd_version, fmt.json(), out)
+        }
         Cmd::Snapshot {
             cmd: SnapshotCmd::Status { db, fmt },
-        } => cmd_snapshot_status(db, fmt.json(), out),
-        Cmd::Info { db, fmt } => cmd_info(db, fmt.json(), out),
-        Cmd::Check { db, fmt } => cmd_check(db, fmt.json(), out),
+        } => {
+            no_metrics(fmt, "snapshot status")?;
+            cmd_snapshot_status(db, fmt.json(), out)
+        }
+        Cmd::Info { db, fmt } => {
+            no_metrics(fmt, "info")?;
+            cmd_info(db, fmt.json(), out)
+        }
+        Cmd::Check { db, fmt } => {
+            no_metrics(fmt, "check")?;
+            cmd_check(db, fmt.json(), out)
+        }
         Cmd::Dump {
             db,
             bucket,
             etcd,
             hash_values,
         } => cmd_dump(db, bucket, DumpOptions { etcd, hash_values }, out),
-        Cmd::Pages { db, fmt } => cmd_pages(db, fmt.json(), out),
+        Cmd::Pages { db, fmt } => {
+            no_metrics(fmt, "pages")?;
+            cmd_pages(db, fmt.json(), out)
+        }
         Cmd::Analyze(a) => cmd_analyze(*a, out),
         Cmd::Get(a) => cmd_get(*a, out),
         Cmd::Diff(a) => cmd_diff(*a, out),

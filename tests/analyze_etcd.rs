@@ -431,6 +431,71 @@ fn live_k8s() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The Prometheus client's wheel that `.ci/run` downloads (imported from the zip).
+fn prometheus_parser() -> Result<PathBuf, String> {
+    let dir = repo().join("target/peers/pyprom");
+    std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}: run .ci/run", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| {
+            format!(
+                "no prometheus_client wheel in {}: run .ci/run",
+                dir.display()
+            )
+        })
+}
+
+/// `analyze -w prometheus` parses with the Prometheus client's own parser, every family
+/// is a gauge named boltpack_*, and the figures are those of `--json`.
+fn prometheus(wheel: PathBuf) -> Result<(), Failed> {
+    let db = fixture("db");
+    let o = boltpack(&["analyze", s(&db), "-w", "prometheus"]);
+    assert_eq!(o.status.code(), Some(0));
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    assert f.type == "gauge" and f.name.startswith("boltpack_"), (f.name, f.type)
+    for smp in f.samples:
+        out.setdefault(smp.name, []).append([smp.labels, smp.value])
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", &wheel)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(&o.stdout)?;
+    let parsed = child.wait_with_output()?;
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let m: Value = serde_json::from_slice(&parsed.stdout)?;
+    let a = json_of(&boltpack(&["analyze", s(&db), "--json"]), "analyze")?;
+    let one = |name: &str| m[name][0][1].as_f64().unwrap();
+    assert_eq!(
+        one("boltpack_db_file_size_bytes"),
+        a["file"]["file_size"].as_f64().unwrap()
+    );
+    assert_eq!(
+        one("boltpack_etcd_live_keys"),
+        a["etcd"]["keys"]["live_keys"].as_f64().unwrap()
+    );
+    assert_eq!(one("boltpack_etcd_current_revision"), 218.0);
+    assert_eq!(m["boltpack_db_file_size_bytes"][0][0]["path"], s(&db));
+    let groups = m["boltpack_etcd_prefix_keys"].as_array().unwrap();
+    assert!(groups.iter().any(|g| g[0]["prefix"] == "/registry/pods/"));
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = vec![
@@ -466,6 +531,15 @@ fn main() {
     }
     trials.push(
         Trial::test("live_etcd::analyze::k8s_groups", live_k8s).with_ignored_flag(avail.is_err()),
+    );
+    let parser = prometheus_parser();
+    gate_peer("Prometheus text-format parser", &parser);
+    let ignored = parser.is_err();
+    trials.push(
+        Trial::test("peer::analyze::prometheus_parses", move || {
+            prometheus(parser.clone().map_err(|e| e.to_string())?)
+        })
+        .with_ignored_flag(ignored),
     );
     libtest_mimic::run(&args, trials).exit();
 }

@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod html;
 pub mod info;
 pub mod pages;
+pub mod prometheus;
 pub mod summary;
 pub mod tables;
 pub mod units;
