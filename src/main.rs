@@ -236,6 +236,10 @@ struct GetArgs {
     /// Keys only, no values.
     #[arg(long)]
     keys_only: bool,
+    /// Say what Kubernetes object each value holds (apiVersion and kind, from the protobuf
+    /// envelope or the JSON object), instead of its bytes; JSON objects are printed too.
+    #[arg(long, conflicts_with = "keys_only")]
+    decode: bool,
     /// At most this many keys (0: all); `count` still counts them all.
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -588,10 +592,16 @@ fn cmd_get(a: GetArgs, out: &mut Out) -> Result<u8, Error> {
                 "-w prometheus is for analyze; get prints simple or json".into(),
             ));
         }
-        Ok(r) if a.write_out == WriteOut::Json => {
-            out.json(&boltpack_report::etcd::GetJson::of(&r, a.keys_only))?
-        }
-        Ok(r) => out.bytes(&boltpack_report::etcd::render_get_simple(&r, a.keys_only))?,
+        Ok(r) if a.write_out == WriteOut::Json => out.json(&boltpack_report::etcd::GetJson::of(
+            &r,
+            a.keys_only,
+            a.decode,
+        ))?,
+        Ok(r) => out.bytes(&boltpack_report::etcd::render_get_simple(
+            &r,
+            a.keys_only,
+            a.decode,
+        ))?,
         Err(boltpack::etcd::GetError::Read(e)) => return Err(e),
         Err(e) => {
             eprintln!("boltpack: {e}");

@@ -1,8 +1,10 @@
 //! `boltpack get` against a live etcd serving the same db: the fixture
-//! (`testdata/etcd/db`: compacted at 166, current 218, multi-op txns) restored into real
-//! etcd 3.4 and 3.5, then the same `get` asked of both, at the current revision, at the
-//! compacted one (allowed: etcd refuses only below it), inside the history, below the
-//! compacted one and above the current one (both refused, exit 1). `-w simple` output is
+//! (`testdata/etcd/db`: compacted at 166, current 218) restored into real etcd 3.4 and
+//! 3.5, a three-put txn (revision 219) and a delete (220) written, then the same `get`
+//! asked of the live etcd and of boltpack on the member's db: at the current revision, at
+//! the compacted one (allowed: etcd refuses only below it), inside the history, at the
+//! txn's revision, below the compacted one and above the current one (both refused,
+//! exit 1). `-w simple` output is
 //! byte-identical to etcdctl's; `-w json` has the same `kvs`, `count`, `more` and header
 //! revision (the db holds no cluster id, member id or raft term).
 //!
@@ -14,7 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{EtcdPeer, boltpack, gate_peer, path_str as s, repo, testdata};
+use common::{EtcdPeer, boltpack, gate_peer, path_str as s, repo};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -35,6 +37,14 @@ const QUERIES: &[&str] = &[
     "/registry/pods/default/flappy --rev 170",
     "a --prefix --rev 210",
     "nothing-here",
+    // The txn the script writes at 219 (three puts: one revision, subs 0-2), then the
+    // delete at 220.
+    "/registry/txn2/ --prefix --rev 219",
+    "/registry/txn2/ --prefix --rev 218",
+    "/registry/txn2/ --prefix",
+    "/registry/txn2/b",
+    "/registry/txn2/b --rev 219",
+    "foo --rev 221",
 ];
 
 /// $1 work dir, $2 repo, $3 the queries file. For query i: q$i.json / q$i.txt / q$i.rc.
@@ -43,6 +53,15 @@ set -euo pipefail
 source "$2/tests/peer/etcd-lib.sh"
 W=$1
 etcd_restore_and_start "$2/testdata/etcd/db" "$W/restore"
+etcdctl_local txn >/dev/null <<'TXN'
+
+put /registry/txn2/a 1
+put /registry/txn2/b 2
+put /registry/txn2/c 3
+
+
+TXN
+etcdctl_local del /registry/txn2/b >/dev/null
 i=0
 while read -r line; do
     # shellcheck disable=SC2086
@@ -72,7 +91,8 @@ fn live_get(peer: EtcdPeer) -> Result<(), Failed> {
     if !o.status.success() {
         return Err(format!("{}: {}", peer.label(), String::from_utf8_lossy(&o.stderr)).into());
     }
-    let db = testdata("etcd/db");
+    // The member's db as the live etcd left it: the fixture plus the txn and the delete.
+    let db = w.join("restore/data/member/snap/db");
     for (i, q) in QUERIES.iter().enumerate() {
         let read = |ext: &str| std::fs::read(w.join(format!("q{i}.{ext}"))).unwrap_or_default();
         let etcd_rc: i32 = String::from_utf8_lossy(&read("rc")).trim().parse()?;

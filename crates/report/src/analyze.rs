@@ -188,6 +188,13 @@ pub fn render_etcd(s: &mut String, e: &EtcdAnalysis) {
     }
     let _ = writeln!(s, "\nby prefix: {}", e.prefixes.grouping);
     table(s, &tables::prefixes(e));
+    if e.kinds.iter().any(|k| k.encoding != "other") {
+        let _ = writeln!(
+            s,
+            "\nby object kind (apiVersion and kind of each key's newest value)"
+        );
+        table(s, &tables::kinds(e));
+    }
     let _ = writeln!(s, "\nrevision histogram (entries by main revision)");
     table(s, &tables::histogram(e));
     etcd_capacity(s, e);

@@ -171,6 +171,9 @@ pub struct KvJson {
     pub value: String,
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub lease: i64,
+    /// With `--decode`: the object kind the value holds (not in etcdctl's JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_kind: Option<boltpack::analyze::etcd::ObjectKind>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -182,7 +185,7 @@ fn is_zero_i64(n: &i64) -> bool {
 }
 
 impl GetJson {
-    pub fn of(r: &boltpack::etcd::GetResponse<'_>, keys_only: bool) -> GetJson {
+    pub fn of(r: &boltpack::etcd::GetResponse<'_>, keys_only: bool, decode: bool) -> GetJson {
         use base64::Engine;
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         GetJson {
@@ -203,6 +206,7 @@ impl GetJson {
                         b64(kv.value)
                     },
                     lease: kv.lease,
+                    object_kind: decode.then(|| boltpack::analyze::etcd::object_kind(kv.value)),
                 })
                 .collect(),
             more: r.more,
@@ -212,13 +216,35 @@ impl GetJson {
 }
 
 /// `get` as etcdctl's `-w simple` prints it: each key on a line, then its value (an empty
-/// line with `--keys-only`), bytes as they are.
-pub fn render_get_simple(r: &boltpack::etcd::GetResponse<'_>, keys_only: bool) -> Vec<u8> {
+/// line with `--keys-only`), bytes as they are. With `decode`, the value line says what
+/// object the value holds (`apps/v1 Deployment (protobuf, 812 bytes)`), and a JSON object
+/// follows in full.
+pub fn render_get_simple(
+    r: &boltpack::etcd::GetResponse<'_>,
+    keys_only: bool,
+    decode: bool,
+) -> Vec<u8> {
+    use boltpack::analyze::etcd::{Encoding, object_kind};
     let mut out = Vec::new();
     for kv in &r.kvs {
         out.extend_from_slice(kv.key);
         out.push(b'\n');
-        if !keys_only {
+        if decode && !keys_only {
+            let k = object_kind(kv.value);
+            out.extend_from_slice(
+                format!(
+                    "{} ({}, {} bytes)",
+                    k.label(),
+                    k.encoding.label(),
+                    kv.value.len()
+                )
+                .as_bytes(),
+            );
+            if k.encoding == Encoding::Json {
+                out.push(b'\n');
+                out.extend_from_slice(kv.value);
+            }
+        } else if !keys_only {
             out.extend_from_slice(kv.value);
         }
         out.push(b'\n');
@@ -265,25 +291,9 @@ pub fn render_diff(d: &boltpack::analyze::etcd::Diff, old: &str, new: &str) -> S
         short(t.value_bytes_old as f64),
         short(t.value_bytes_new as f64)
     );
-    let _ = writeln!(
-        s,
-        "\n  {:<44} {:>7} {:>7} {:>7} {:>9} {:>9} {:>11} {:>11}",
-        "PREFIX", "ADDED", "REMOVED", "CHANGED", "LIVE OLD", "LIVE NEW", "VALUES OLD", "VALUES NEW"
-    );
-    for g in &d.groups {
-        let f = &g.figures;
-        let _ = writeln!(
-            s,
-            "  {:<44} {:>7} {:>7} {:>7} {:>9} {:>9} {:>11} {:>11}",
-            g.prefix,
-            f.added_keys,
-            f.removed_keys,
-            f.changed_keys,
-            f.live_keys_old,
-            f.live_keys_new,
-            short(f.value_bytes_old as f64),
-            short(f.value_bytes_new as f64)
-        );
+    diff_rows(&mut s, "PREFIX", &d.groups);
+    if d.kinds.iter().any(|k| !k.prefix.starts_with("(not")) {
+        diff_rows(&mut s, "OBJECT KIND", &d.kinds);
     }
     if !d.top_growth.is_empty() {
         let _ = writeln!(
@@ -303,4 +313,29 @@ pub fn render_diff(d: &boltpack::analyze::etcd::Diff, old: &str, new: &str) -> S
         }
     }
     s
+}
+
+/// One `diff` table: a heading, then a row per group.
+fn diff_rows(s: &mut String, first: &str, rows: &[boltpack::analyze::etcd::DiffGroup]) {
+    use crate::units::short;
+    let _ = writeln!(
+        s,
+        "\n  {first:<44} {:>7} {:>7} {:>7} {:>9} {:>9} {:>11} {:>11}",
+        "ADDED", "REMOVED", "CHANGED", "LIVE OLD", "LIVE NEW", "VALUES OLD", "VALUES NEW"
+    );
+    for g in rows {
+        let f = &g.figures;
+        let _ = writeln!(
+            s,
+            "  {:<44} {:>7} {:>7} {:>7} {:>9} {:>9} {:>11} {:>11}",
+            g.prefix,
+            f.added_keys,
+            f.removed_keys,
+            f.changed_keys,
+            f.live_keys_old,
+            f.live_keys_new,
+            short(f.value_bytes_old as f64),
+            short(f.value_bytes_new as f64)
+        );
+    }
 }

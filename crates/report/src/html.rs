@@ -322,6 +322,10 @@ fn etcd_prefixes(s: &mut String, e: &EtcdAnalysis) {
     s.push_str(&prefix_chart(e));
     s.push('\n');
     table(s, &tables::prefixes(e));
+    if e.kinds.iter().any(|k| k.encoding != "other") {
+        s.push_str("\n<h3>By object kind</h3>\n");
+        table(s, &tables::kinds(e));
+    }
 }
 
 /// The top keys by revisions and by bytes.

@@ -196,6 +196,38 @@ pub fn prefixes(e: &EtcdAnalysis) -> Table {
     }
 }
 
+const KINDS: &[Column] = &[
+    col("OBJECT KIND", "object kind", 40, Align::Left),
+    col("ENCODING", "encoding", 9, Align::Left),
+    col("KEYS", "keys", 7, Align::Right),
+    col("LIVE", "live", 7, Align::Right),
+    col("LATEST B", "latest bytes", 12, Align::Right),
+    col("HISTORY B", "history bytes", 12, Align::Right),
+];
+
+/// Keys by the object kind of their newest value (apiVersion and kind).
+pub fn kinds(e: &EtcdAnalysis) -> Table {
+    let cells = e.kinds.iter().map(|k| {
+        let label = match k.encoding.as_str() {
+            "protobuf" | "json" => format!("{} {}", k.api_version, k.kind),
+            "encrypted" => format!("(encrypted: {})", k.api_version),
+            _ => "(not a Kubernetes object)".to_string(),
+        };
+        vec![
+            label,
+            k.encoding.clone(),
+            k.keys.to_string(),
+            k.live_keys.to_string(),
+            k.latest_bytes.to_string(),
+            k.history_bytes.to_string(),
+        ]
+    });
+    Table {
+        columns: KINDS,
+        rows: rows(cells),
+    }
+}
+
 const HISTOGRAM: &[Column] = &[
     col("REVISIONS", "revisions", 17, Align::Left),
     col("ENTRIES", "entries", 8, Align::Right),

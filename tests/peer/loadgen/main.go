@@ -18,6 +18,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -88,22 +89,45 @@ func must(m map[string]interface{}, err error) map[string]interface{} {
 	return m
 }
 
-// value: a protobuf-looking blob of n bytes (kube-apiserver stores `k8s\0` + protobuf);
-// text fields and random bytes so it neither compresses to nothing nor is all noise.
+// value: n bytes as kube-apiserver stores an object: `k8s\0`, then a runtime.Unknown
+// whose field 1 is the TypeMeta {apiVersion, kind} and field 2 the object's bytes (text
+// fields and random bytes, so it neither compresses to nothing nor is all noise).
 func value(r *rand.Rand, kind, name string, n int) string {
-	var b bytes.Buffer
-	b.WriteString("k8s\x00\n\x0b\n\x02v1\x12\x05")
-	b.WriteString(kind)
-	b.WriteString("\x12")
-	b.WriteString(name)
-	for b.Len() < n {
+	apiVersion := "v1"
+	switch kind {
+	case "Lease":
+		apiVersion = "coordination.k8s.io/v1"
+	case "Deployment", "ReplicaSet":
+		apiVersion = "apps/v1"
+	case "EndpointSlice":
+		apiVersion = "discovery.k8s.io/v1"
+	case "IPAMBlock":
+		apiVersion = "crd.projectcalico.org/v1"
+	}
+	field := func(b *bytes.Buffer, num byte, s string) {
+		b.WriteByte(num<<3 | 2)
+		var l [10]byte
+		b.Write(l[:binary.PutUvarint(l[:], uint64(len(s)))])
+		b.WriteString(s)
+	}
+	var tm bytes.Buffer
+	field(&tm, 1, apiVersion)
+	field(&tm, 2, kind)
+	var raw bytes.Buffer
+	raw.WriteString(name)
+	head := 4 + 2 + tm.Len() + 4
+	for raw.Len() < n-head {
 		if r.Intn(3) == 0 {
-			b.WriteString("\x1a\x0ekubernetes.io/")
+			raw.WriteString("kubernetes.io/")
 		} else {
-			b.WriteByte(byte(r.Intn(256)))
+			raw.WriteByte(byte(r.Intn(256)))
 		}
 	}
-	return b.String()[:n]
+	var b bytes.Buffer
+	b.WriteString("k8s\x00")
+	field(&b, 1, tm.String())
+	field(&b, 2, raw.String())
+	return b.String()
 }
 
 var (

@@ -10,10 +10,9 @@
 //! "required revision has been compacted" (note: `<`, where HashKV under 3.4.23 refuses
 //! `<=`), `rev` above the current revision with "is a future revision".
 
-use std::collections::BTreeMap;
-
 use crate::error::Error;
 use crate::etcd::keyindex::decode_entry;
+use crate::etcd::keymap::{self, KeyMap};
 use crate::etcd::meta::{Revisions, key_bucket};
 use crate::etcd::{KeyValue, Rules};
 use crate::reader::Db;
@@ -111,8 +110,10 @@ pub fn get<'a>(
             compact_revision: revs.compacted,
         });
     }
-    // Per key in the range: its newest entry at or below `rev` (None: a tombstone).
-    let mut newest: BTreeMap<&'a [u8], Option<KeyValue<'a>>> = BTreeMap::new();
+    // Per key in the range: its newest entry at or below `rev` (None: a tombstone). Keyed
+    // by a copy of the key: probes then compare against the copy, not against the page of
+    // the key's first revision, which the walk has long let go (see keymap.rs).
+    let mut newest: KeyMap<Option<KeyValue<'a>>> = KeyMap::default();
     for e in key_bucket(db)?.iter() {
         let e = e?;
         let (r, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
@@ -122,10 +123,15 @@ pub fn get<'a>(
             break;
         }
         if range.contains(kv.key) {
-            newest.insert(kv.key, (!r.tombstone).then_some(kv));
+            keymap::set(&mut newest, kv.key, (!r.tombstone).then_some(kv));
         }
     }
-    let live: Vec<KeyValue<'a>> = newest.into_values().flatten().collect();
+    let mut live: Vec<(Box<[u8]>, KeyValue<'a>)> = newest
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let live: Vec<KeyValue<'a>> = live.into_iter().map(|(_, kv)| kv).collect();
     let count = live.len() as u64;
     let more = limit > 0 && live.len() > limit;
     let kvs = if limit > 0 {

@@ -22,6 +22,7 @@ pub use keyindex::KeyIndex;
 pub(crate) use keyindex::{decode_entry, decode_entry_through_value};
 pub(crate) use keymap::{KeyMap, entry as keymap_entry};
 pub use kv::KeyValue;
+pub(crate) use kv::varint;
 pub(crate) use meta::key_bucket;
 pub use meta::{EtcdMeta, Revisions};
 pub use revision::RevisionKey;

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::etcd::{GetError, KeyRange, KeyValue, Revisions, Rules, get};
 use crate::reader::{Bucket, Db};
 
+use super::kinds::object_kind;
 use super::tables::group_of;
 
 /// One side of the comparison.
@@ -67,6 +68,9 @@ pub struct Diff {
     pub total: DiffFigures,
     /// Largest change first (by value bytes moved, then keys).
     pub groups: Vec<DiffGroup>,
+    /// The same figures by object kind (`apps/v1 Deployment`, of the newest live value),
+    /// in `prefix`.
+    pub kinds: Vec<DiffGroup>,
     pub top_growth: Vec<Growth>,
 }
 
@@ -137,6 +141,7 @@ pub fn diff(
     }
     let (lo, ln) = (live(old)?, live(new)?);
     let mut groups: BTreeMap<String, DiffFigures> = BTreeMap::new();
+    let mut kinds: BTreeMap<String, DiffFigures> = BTreeMap::new();
     let mut total = DiffFigures::default();
     let mut growth = Vec::new();
     let group = |k: &[u8]| group_of(k, opts.prefix_depth, opts.by_namespace, &opts.k8s_prefixes);
@@ -151,8 +156,10 @@ pub fn diff(
         i += usize::from(o.is_some());
         j += usize::from(n.is_some());
         let key = o.or(n).map(|kv| kv.key).unwrap_or_default();
+        let value = n.or(o).map(|kv| kv.value).unwrap_or_default();
         let g = groups.entry(group(key)).or_default();
-        for f in [&mut *g, &mut total] {
+        let k = kinds.entry(object_kind(value).label()).or_default();
+        for f in [&mut *g, &mut *k, &mut total] {
             tally(f, o, n);
         }
         let (ob, nb) = (len(o), len(n));
@@ -167,17 +174,7 @@ pub fn diff(
     }
     growth.sort_by(|a, b| b.growth_bytes.cmp(&a.growth_bytes).then(a.key.cmp(&b.key)));
     growth.truncate(opts.top);
-    let mut groups: Vec<DiffGroup> = groups
-        .into_iter()
-        .map(|(prefix, figures)| DiffGroup { prefix, figures })
-        .collect();
-    groups.sort_by_key(|g| {
-        let f = &g.figures;
-        std::cmp::Reverse((
-            f.value_bytes_new.abs_diff(f.value_bytes_old),
-            f.added_keys + f.removed_keys + f.changed_keys,
-        ))
-    });
+    let (groups, kinds) = (largest_first(groups), largest_first(kinds));
     Ok(Diff {
         revisions_written: sn.revision - so.revision,
         history_bytes_added: history_above(new, so.revision)?,
@@ -185,8 +182,25 @@ pub fn diff(
         new: sn,
         total,
         groups,
+        kinds,
         top_growth: growth,
     })
+}
+
+/// Rows with the most value bytes moved first, then the most keys changed.
+fn largest_first(m: BTreeMap<String, DiffFigures>) -> Vec<DiffGroup> {
+    let mut v: Vec<DiffGroup> = m
+        .into_iter()
+        .map(|(prefix, figures)| DiffGroup { prefix, figures })
+        .collect();
+    v.sort_by_key(|g| {
+        let f = &g.figures;
+        std::cmp::Reverse((
+            f.value_bytes_new.abs_diff(f.value_bytes_old),
+            f.added_keys + f.removed_keys + f.changed_keys,
+        ))
+    });
+    v
 }
 
 fn len(kv: Option<&KeyValue<'_>>) -> u64 {

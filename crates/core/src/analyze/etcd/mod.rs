@@ -35,6 +35,7 @@ use crate::writer::CompactSummary;
 
 mod capacity;
 mod diff;
+mod kinds;
 mod model;
 mod pass;
 mod tables;
@@ -44,6 +45,7 @@ mod tests;
 use capacity::*;
 pub use capacity::{ThresholdHistogram, planned_size};
 pub use diff::{Diff, DiffError, DiffFigures, DiffGroup, DiffOptions, DiffSide, Growth, diff};
+pub use kinds::{ENCRYPTED_PREFIX, Encoding, ObjectKind, PROTOBUF_MAGIC, object_kind};
 pub use model::*;
 use pass::*;
 use tables::*;
@@ -176,7 +178,7 @@ impl EtcdAnalysis {
         };
         std::thread::scope(|s| {
             let sized = s.spawn(|| sizing(&pass));
-            let tables = Self::tables(&pass, opts);
+            let tables = Self::tables(db, &pass, opts);
             let sized = sized
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -241,6 +243,7 @@ impl EtcdAnalysis {
             top_keys_by_revisions: tables.top_keys_by_revisions,
             top_keys_by_bytes: tables.top_keys_by_bytes,
             prefixes: tables.prefixes,
+            kinds: tables.kinds,
             revision_histogram: pass.bands.clone(),
             capacity,
         })

@@ -36,6 +36,8 @@ pub struct EtcdAnalysis {
     pub top_keys_by_revisions: Vec<TopKey>,
     pub top_keys_by_bytes: Vec<TopKey>,
     pub prefixes: Prefixes,
+    /// Keys by the kind of Kubernetes object their newest value holds, largest first.
+    pub kinds: Vec<KindRow>,
     pub revision_histogram: Vec<RevisionBand>,
     pub capacity: Capacity,
 }
@@ -102,6 +104,20 @@ pub struct PrefixRow {
     /// Bytes of each key's newest entry.
     pub latest_bytes: u64,
     /// Bytes of the older entries.
+    pub history_bytes: u64,
+}
+
+/// The keys whose newest value (the last put) holds one kind of object.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct KindRow {
+    /// `v1`, `apps/v1`, ...; for encrypted values the provider; empty for other values.
+    pub api_version: String,
+    pub kind: String,
+    /// `protobuf`, `json`, `encrypted` or `other` (not a Kubernetes object).
+    pub encoding: String,
+    pub keys: u64,
+    pub live_keys: u64,
+    pub latest_bytes: u64,
     pub history_bytes: u64,
 }
 

@@ -22,6 +22,9 @@ pub(super) struct KeyAcc {
     pub(super) last_value_len: u64,
     /// Index of the newest entry in [`Pass::layout`].
     pub(super) last_index: usize,
+    /// The newest put's value, as its offset in the file and its length (its object kind
+    /// is read once, after the pass).
+    pub(super) last_put_value: (u64, u32),
 }
 
 /// A `key` bucket entry as the candidates' layout needs it.
@@ -134,6 +137,9 @@ pub(super) fn key_pass(
         acc.last_bytes = bytes;
         acc.last_tombstone = rev.tombstone;
         acc.last_value_len = kv.value.len() as u64;
+        if !rev.tombstone {
+            acc.last_put_value = (db.offset_of(kv.value), kv.value.len() as u32);
+        }
         if let Some(progress) = &opts.progress
             && f.entries.is_multiple_of(4096)
         {

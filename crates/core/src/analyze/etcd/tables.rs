@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 
 use crate::format::text::text_or_hex;
+use crate::reader::Db;
+
+use super::kinds::{ObjectKind, object_kind};
 
 use super::*;
 
@@ -75,6 +78,40 @@ fn k8s_group(prefix: &str, rest: &[u8], by_namespace: bool) -> Option<String> {
     Some(g)
 }
 
+/// Keys by the object kind of their newest put, largest first.
+fn kinds(db: &Db, pass: &Pass) -> Vec<KindRow> {
+    let bytes = db.bytes();
+    let mut rows: HashMap<ObjectKind, KindRow> = HashMap::new();
+    for a in pass.keys.values() {
+        let (at, len) = a.last_put_value;
+        let value = usize::try_from(at)
+            .ok()
+            .and_then(|at| bytes.get(at..at.checked_add(len as usize)?))
+            .unwrap_or_default();
+        let k = object_kind(value);
+        let row = rows.entry(k).or_default();
+        row.keys += 1;
+        row.live_keys += u64::from(!a.last_tombstone);
+        row.latest_bytes += a.last_bytes;
+        row.history_bytes += a.bytes - a.last_bytes;
+    }
+    let mut v: Vec<KindRow> = rows
+        .into_iter()
+        .map(|(k, r)| KindRow {
+            api_version: k.api_version,
+            kind: k.kind,
+            encoding: k.encoding.label().to_string(),
+            ..r
+        })
+        .collect();
+    v.sort_unstable_by(|a, b| {
+        (b.latest_bytes + b.history_bytes)
+            .cmp(&(a.latest_bytes + a.history_bytes))
+            .then_with(|| (&a.api_version, &a.kind).cmp(&(&b.api_version, &b.kind)))
+    });
+    v
+}
+
 /// Nearest-rank percentile of sorted `v`.
 pub(super) fn percentile(v: &[u64], p: f64) -> u64 {
     if v.is_empty() {
@@ -90,10 +127,11 @@ pub(super) struct Tables {
     pub(super) top_keys_by_revisions: Vec<TopKey>,
     pub(super) top_keys_by_bytes: Vec<TopKey>,
     pub(super) prefixes: Prefixes,
+    pub(super) kinds: Vec<KindRow>,
 }
 
 impl EtcdAnalysis {
-    pub(super) fn tables(pass: &Pass, opts: &EtcdOptions) -> Tables {
+    pub(super) fn tables(db: &Db, pass: &Pass, opts: &EtcdOptions) -> Tables {
         let mut counts: Vec<u64> = pass.keys.values().map(|a| a.revisions).collect();
         counts.sort_unstable();
         let n = counts.len();
@@ -162,6 +200,7 @@ impl EtcdAnalysis {
             top_keys_by_revisions,
             top_keys_by_bytes,
             prefixes,
+            kinds: kinds(db, pass),
         }
     }
 }
