@@ -564,7 +564,7 @@ fn cmd_hashkv(
 ) -> Result<u8, Error> {
     let rules = boltpack::etcd::Rules::for_version(etcd_version).map_err(Error::Usage)?;
     let db = open(&db)?;
-    match boltpack::etcd::hash_kv(&db, rev, &rules) {
+    match with_read_bar(&db, "hashkv", || boltpack::etcd::hash_kv(&db, rev, &rules)) {
         Ok(h) if json => out.json(&h)?,
         Ok(h) => out.text(&boltpack_report::etcd::render_hashkv(&h))?,
         Err(boltpack::etcd::HashKvError::Read(e)) => return Err(e),
@@ -586,7 +586,9 @@ fn cmd_get(a: GetArgs, out: &mut Out) -> Result<u8, Error> {
         (Some(end), _, _) => KeyRange::from_pair(key, end.as_bytes()),
         (None, _, _) => KeyRange::Key(key.to_vec()),
     };
-    match boltpack::etcd::get(&db, &range, a.rev, a.limit) {
+    match with_read_bar(&db, "get", || {
+        boltpack::etcd::get(&db, &range, a.rev, a.limit)
+    }) {
         Ok(_) if a.write_out == WriteOut::Prometheus => {
             return Err(Error::Usage(
                 "-w prometheus is for analyze; get prints simple or json".into(),
@@ -633,7 +635,9 @@ fn cmd_diff(a: DiffArgs, out: &mut Out) -> Result<u8, Error> {
         k8s_prefixes: k8s_prefixes(&a.k8s_prefix),
         top: a.top,
     };
-    let d = match boltpack::analyze::etcd::diff(&old, &new, &dopts, a.any_cluster) {
+    let d = match with_read_bar(&new, "diff", || {
+        boltpack::analyze::etcd::diff(&old, &new, &dopts, a.any_cluster)
+    }) {
         Ok(d) => d,
         Err(boltpack::analyze::etcd::DiffError::Read(e)) => return Err(e),
         Err(e) => {
@@ -658,7 +662,9 @@ fn cmd_diff(a: DiffArgs, out: &mut Out) -> Result<u8, Error> {
 
 fn cmd_snapshot_status(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
     let db = open(&db)?;
-    let report = boltpack_report::etcd::SnapshotReport::gather(&db)?;
+    let report = with_read_bar(&db, "snapshot status", || {
+        boltpack_report::etcd::SnapshotReport::gather(&db)
+    })?;
     let failure = report.failure();
     out.code = if failure.is_some() { EXIT_PROBLEMS } else { 0 };
     if json {
@@ -686,7 +692,7 @@ fn cmd_info(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
 
 fn cmd_check(arg: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
     let db = open(&arg)?;
-    let problems = boltpack::check::check(&db);
+    let problems = with_read_bar(&db, "check", || boltpack::check::check(&db));
     out.code = if problems.is_empty() {
         0
     } else {
@@ -745,6 +751,40 @@ fn write_report(path: &std::path::Path, mode: u32, bytes: &[u8]) -> Result<(), E
 }
 
 /// A bar for `analyze`'s pass over the `key` bucket: files over 64 MiB, stderr a terminal.
+/// Run `f` with a progress bar on stderr (only when it is a terminal and the file is over
+/// 64 MiB): the bytes of pages read so far against the used size of the file, polled
+/// from [`Db::bytes_read`] every 100 ms on a thread of its own.
+fn with_read_bar<T>(db: &Db, what: &str, f: impl FnOnce() -> T) -> T {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if db.file_size() <= 64 << 20 || !std::io::stderr().is_terminal() {
+        return f();
+    }
+    let total = db.hwm().saturating_mul(u64::from(db.page_size())).max(1);
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                bar.set_position(db.bytes_read().min(total));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+        let r = f();
+        done.store(true, Ordering::Relaxed);
+        r
+    })
+}
+
 fn analyze_bar(db: &Db) -> Option<boltpack::analyze::etcd::PassProgress> {
     use std::io::IsTerminal;
     if db.file_size() <= 64 << 20 || !std::io::stderr().is_terminal() {

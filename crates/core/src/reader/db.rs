@@ -67,18 +67,31 @@ pub const RELEASE_EVERY_MIN_BYTES: u64 = 4 << 20;
 pub struct ResidentBudget {
     read: u64,
     every: u64,
+    /// Bytes read but not yet added to [`Db::bytes_read`]: published in steps, so threads
+    /// walking at once do not share one counter's cache line page by page.
+    unpublished: u64,
 }
+
+/// How often a walk publishes its progress to [`Db::bytes_read`].
+const PUBLISH_EVERY_BYTES: u64 = 1 << 20;
 
 impl ResidentBudget {
     pub fn new(db: &Db) -> ResidentBudget {
         ResidentBudget {
             read: 0,
             every: db.resident_budget(),
+            unpublished: 0,
         }
     }
 
     #[inline]
     pub fn read(&mut self, db: &Db, bytes: u64) {
+        self.unpublished += bytes;
+        if self.unpublished >= PUBLISH_EVERY_BYTES {
+            db.bytes_read
+                .fetch_add(self.unpublished, std::sync::atomic::Ordering::Relaxed);
+            self.unpublished = 0;
+        }
         self.read += bytes;
         if self.read >= self.every {
             self.read = 0;
@@ -94,6 +107,9 @@ pub struct Db {
     active: usize,
     /// See [`ResidentBudget`]; `u64::MAX`: never release.
     resident_budget: std::sync::atomic::AtomicU64,
+    /// Bytes of pages the walks and cursors have read so far (all threads): what a
+    /// progress bar shows ([`Db::bytes_read`]).
+    bytes_read: std::sync::atomic::AtomicU64,
 }
 
 impl Db {
@@ -170,7 +186,14 @@ impl Db {
             resident_budget: (size / 64)
                 .clamp(RELEASE_EVERY_MIN_BYTES, RELEASE_EVERY_BYTES)
                 .into(),
+            bytes_read: 0.into(),
         })
+    }
+
+    /// Bytes of pages read so far by every walk and cursor over this db, on all threads
+    /// (a page read twice counts twice). For progress: the binary polls it.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn bytes(&self) -> &[u8] {
