@@ -15,7 +15,7 @@ etcd="$root/testdata/etcd"
 cargo build --quiet --manifest-path "$root/Cargo.toml" --bin boltpack
 bp="$root/target/debug/boltpack"
 
-mkdir -p "$corpus"/{meta,page,open_walk_check,etcd_kv,compact}
+mkdir -p "$corpus"/{meta,page,open_walk_check,etcd_kv,compact,salvage}
 
 pagesize() { # the page size from meta 0 (u32 LE at byte 24)
     od -An -tu4 -j24 -N4 "$1" | tr -d ' '
@@ -48,6 +48,8 @@ done
 
 # compact: the same whole files (the writer needs a readable source to get anywhere).
 cp "$corpus"/open_walk_check/*.db "$corpus/open_walk_check/head-etcd-db" "$corpus/compact/"
+# salvage: the same, and the real etcd fixture whole (its free pages hold stale copies).
+cp "$corpus"/compact/* "$etcd/db" "$corpus/salvage/"
 
 # meta: both meta pages of every fixture (their first 128 bytes: the meta is 80).
 # page: every meta, freelist, branch and leaf page of the small fixtures (at most 64 KiB each,
@@ -92,6 +94,6 @@ for f in "$root"/testdata/fuzz-regressions/*-*; do
     fi
 done
 
-for t in meta page open_walk_check etcd_kv compact; do
+for t in meta page open_walk_check etcd_kv compact salvage; do
     echo "$t: $(ls "$corpus/$t" | wc -l) seeds"
 done

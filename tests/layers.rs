@@ -25,6 +25,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "analyze",
         &["format", "error", "reader", "check", "etcd", "writer"],
     ),
+    (
+        "salvage",
+        &["format", "error", "reader", "check", "etcd", "writer"],
+    ),
 ];
 
 /// Module path (`reader/cursor`) of every library file.

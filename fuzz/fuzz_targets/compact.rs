@@ -9,8 +9,8 @@
 
 use boltpack::Db;
 use boltpack::writer::{
-    CompactOptions, Copying, FreelistMode, Transform, compact_to_vec, content_digest,
-    copy_through, expected_digest, plan_copy, verify,
+    CompactOptions, Copying, FreelistMode, Transform, compact_to_vec, content_digest, copy_through,
+    expected_digest, plan_copy, verify,
 };
 use libfuzzer_sys::fuzz_target;
 

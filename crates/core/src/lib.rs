@@ -12,6 +12,7 @@ pub mod check;
 pub mod error;
 pub mod etcd;
 pub mod reader;
+pub mod salvage;
 pub mod writer;
 
 /// The byte layouts (the `boltpack-format` crate), re-exported so `crate::format::...`

@@ -13,6 +13,7 @@ pub mod html;
 pub mod info;
 pub mod pages;
 pub mod prometheus;
+pub mod salvage;
 pub mod summary;
 pub mod tables;
 pub mod units;

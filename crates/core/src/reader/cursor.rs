@@ -109,6 +109,19 @@ impl<'a> Bucket<'a> {
             stack: Vec::new(),
             budget: Budget::for_db(self.db),
             resident: ResidentBudget::new(self.db),
+            lost: None,
+            exhausted: false,
+        }
+    }
+
+    /// In-order iteration that steps over what it cannot read (a page out of bounds, of
+    /// the wrong type, with elements outside it, ...), recording each such part with the
+    /// key range it covered; [`Cursor::take_lost`] hands them out. It still stops (with an
+    /// error) when the work budget runs out: that is a hostile shape, not damage.
+    pub fn iter_salvaging(&self) -> Cursor<'a> {
+        Cursor {
+            lost: Some(Vec::new()),
+            ..self.iter()
         }
     }
 
@@ -196,6 +209,21 @@ pub struct Cursor<'a> {
     stack: Vec<(Node<'a>, usize)>,
     budget: Budget,
     resident: ResidentBudget,
+    /// A salvaging cursor ([`Bucket::iter_salvaging`]) records what it cannot read here
+    /// and goes on with the next sibling; a plain one stops at the first error.
+    lost: Option<Vec<Lost>>,
+    /// The work budget ran out: that ends even a salvaging cursor.
+    exhausted: bool,
+}
+
+/// A part of a bucket a salvaging cursor could not read: the damage, and the key range the
+/// part covered as far as its parents' separator keys say (`from` inclusive, `to`
+/// exclusive; `None`: the bucket's start or end).
+#[derive(Debug)]
+pub struct Lost {
+    pub damage: Error,
+    pub from: Option<Vec<u8>>,
+    pub to: Option<Vec<u8>>,
 }
 
 impl<'a> Cursor<'a> {
@@ -272,7 +300,68 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// The parts a salvaging cursor could not read so far (empty for a plain cursor).
+    pub fn take_lost(&mut self) -> Vec<Lost> {
+        self.lost.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The exclusive upper key bound of the subtree being entered: the next separator key
+    /// up the stack (the top frame's index is already past the child).
+    fn upper_bound(&self) -> Option<Vec<u8>> {
+        self.stack.iter().rev().find_map(|(node, idx)| {
+            (!node.is_leaf() && *idx < node.count())
+                .then(|| node.branch(*idx).ok().map(|b| b.key.to_vec()))
+                .flatten()
+        })
+    }
+
+    /// Record `damage` over `[from, the upper bound)` (a salvaging cursor).
+    fn salvage(&mut self, damage: Error, from: Option<Vec<u8>>) {
+        let to = self.upper_bound();
+        if let Some(lost) = self.lost.as_mut() {
+            lost.push(Lost { damage, from, to });
+        }
+    }
+
     fn step(&mut self) -> Result<Option<Entry<'a>>> {
+        loop {
+            match self.step_once() {
+                Err(e @ Error::Corrupt { .. }) if self.lost.is_some() && !self.exhausted => {
+                    let from = self.drop_damaged();
+                    self.salvage(e, from);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// After damage met at the top of the stack: drop what cannot be read and say where
+    /// the lost range starts. A child that cannot be entered is skipped (its parent goes on
+    /// with the next one); a node whose elements cannot be read is dropped whole.
+    fn drop_damaged(&mut self) -> Option<Vec<u8>> {
+        let (node, idx) = *self.stack.last()?;
+        if !node.is_leaf()
+            && let Ok(b) = node.branch(idx.saturating_sub(1))
+        {
+            return Some(b.key.to_vec()); // the child behind element idx-1
+        }
+        let from = if node.is_leaf() && idx >= 2 {
+            // Just after the last entry read: the smallest key above it.
+            node.leaf(idx - 2).ok().map(|e| [e.key, &[0]].concat())
+        } else {
+            None
+        };
+        self.stack.pop();
+        from.or_else(|| {
+            let (parent, pidx) = *self.stack.last()?;
+            parent
+                .branch(pidx.checked_sub(1)?)
+                .ok()
+                .map(|b| b.key.to_vec())
+        })
+    }
+
+    fn step_once(&mut self) -> Result<Option<Entry<'a>>> {
         if let Some(root) = self.root.take() {
             match root {
                 Root::Inline(n) => self.stack.push((n, 0)),
@@ -301,6 +390,7 @@ impl<'a> Cursor<'a> {
                 self.budget.spend(node.branch(i)?.key.len())
             };
             if !spent {
+                self.exhausted = true;
                 return Err(Error::corrupt(
                     DamageKind::Shape,
                     node.page,

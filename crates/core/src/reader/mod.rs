@@ -10,7 +10,7 @@ mod node;
 mod reach;
 mod walk;
 
-pub use cursor::{Bucket, Cursor, Entry, plain_key_in_root, visit_all};
+pub use cursor::{Bucket, Cursor, Entry, Lost, plain_key_in_root, visit_all};
 pub use db::{Db, MetaSlot, OpenOptions, PageRef};
 pub(crate) use limits::{MAX_BUCKET_DEPTH, MAX_TREE_DEPTH};
 pub(crate) use locks::write_locked;

@@ -19,6 +19,9 @@ pub struct Transform<'a> {
     /// Top-level bucket -> keys of plain entries the copy does not hold (`compact
     /// --disarm`: the NOSPACE alarms).
     pub delete: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    /// Read the source around its damage (`salvage`): parts that cannot be read, and
+    /// sub-buckets that do not open, are left out.
+    pub salvage: bool,
     /// `plan_copy` only: the `key` bucket's layout, already counted, so it is not
     /// walked (`analyze` sizes many compaction candidates from one pass over it).
     pub presized_key_bucket: Option<Presized>,
@@ -54,7 +57,11 @@ pub(super) fn for_each_item<'a>(
         .map(|m| m.iter().peekable());
     let mut dropped = 0;
     let mut prev: Option<&[u8]> = None;
-    let mut entries = b.iter();
+    let mut entries = if t.salvage {
+        b.iter_salvaging()
+    } else {
+        b.iter()
+    };
     while let Some(e) = entries.next() {
         let e = e?;
         // The copy is built bottom-up from the entries as they come: a source whose keys are
@@ -103,7 +110,11 @@ pub(super) fn for_each_item<'a>(
             continue;
         }
         let keep = if e.is_bucket() {
-            f(Item::Sub(e.key, Bucket::open(b.db(), e.value)?))?
+            match Bucket::open(b.db(), e.value) {
+                Ok(sub) => f(Item::Sub(e.key, sub))?,
+                Err(_) if t.salvage => true,
+                Err(e) => return Err(e),
+            }
         } else if let Some(plan) = plan
             && !plan.keeps(e.key, e.value)?
         {
