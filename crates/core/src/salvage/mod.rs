@@ -237,11 +237,7 @@ fn in_lost(key: &[u8], lost: &[KeyRange]) -> bool {
 
 /// Entries of intact `key` bucket leaf pages anywhere in the file that fall in a lost
 /// range and lie above `compact`; revisions seen with two different values are left out.
-fn recover_key_entries(
-    db: &Db,
-    lost: &[KeyRange],
-    compact: i64,
-) -> (Entries, Vec<i64>) {
+fn recover_key_entries(db: &Db, lost: &[KeyRange], compact: i64) -> (Entries, Vec<i64>) {
     let mut found: Entries = BTreeMap::new();
     let mut conflicts = std::collections::BTreeSet::new();
     for id in 2..db.file_pages() {
@@ -294,10 +290,7 @@ fn revision_leaf(db: &Db, id: u64) -> Option<RevisionEntries<'_>> {
 
 /// The main-revision ranges inside the `key` bucket's lost ranges that hold no recovered
 /// entry.
-fn lost_revisions(
-    lost: &[KeyRange],
-    recovered: &Entries,
-) -> Vec<RevisionRange> {
+fn lost_revisions(lost: &[KeyRange], recovered: &Entries) -> Vec<RevisionRange> {
     // A bound may be a revision key with a 0 byte appended (just after an entry).
     let main = |k: &Option<Vec<u8>>| {
         let b: [u8; 8] = k.as_deref()?.get(..8)?.try_into().ok()?;

@@ -51,14 +51,6 @@ impl ObjectKind {
             Encoding::Other => "(not a Kubernetes object)".to_string(),
         }
     }
-
-    fn other() -> ObjectKind {
-        ObjectKind {
-            encoding: Encoding::Other,
-            api_version: String::new(),
-            kind: String::new(),
-        }
-    }
 }
 
 /// The protobuf envelope's magic.
@@ -68,21 +60,30 @@ pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
 
 /// The kind of the object in `value`.
 pub fn object_kind(value: &[u8]) -> ObjectKind {
+    let (encoding, api_version, kind) = kind_parts(value);
+    ObjectKind {
+        encoding,
+        api_version: String::from_utf8_lossy(api_version).into_owned(),
+        kind: String::from_utf8_lossy(kind).into_owned(),
+    }
+}
+
+/// [`object_kind`] borrowed from the value, with nothing allocated (a pass over every
+/// revision asks this of each put): the encoding, the apiVersion (for an encrypted value
+/// the provider) and the kind.
+pub fn kind_parts(value: &[u8]) -> (Encoding, &[u8], &[u8]) {
+    const OTHER: (Encoding, &[u8], &[u8]) = (Encoding::Other, b"", b"");
     if let Some(rest) = value.strip_prefix(PROTOBUF_MAGIC) {
-        return protobuf_kind(rest).unwrap_or_else(ObjectKind::other);
+        return protobuf_kind(rest).unwrap_or(OTHER);
     }
     if let Some(rest) = value.strip_prefix(ENCRYPTED_PREFIX) {
         let provider = rest.split(|&b| b == b':').next().unwrap_or_default();
-        return ObjectKind {
-            encoding: Encoding::Encrypted,
-            api_version: String::from_utf8_lossy(provider).into_owned(),
-            kind: String::new(),
-        };
+        return (Encoding::Encrypted, provider, b"");
     }
     if value.first() == Some(&b'{') {
-        return json_kind(value).unwrap_or_else(ObjectKind::other);
+        return json_kind(value).unwrap_or(OTHER);
     }
-    ObjectKind::other()
+    OTHER
 }
 
 /// Field `want` (length-delimited) of the protobuf message `b`.
@@ -110,29 +111,25 @@ fn field(b: &[u8], want: u64) -> Option<&[u8]> {
     None
 }
 
-fn protobuf_kind(unknown: &[u8]) -> Option<ObjectKind> {
+fn protobuf_kind(unknown: &[u8]) -> Option<(Encoding, &[u8], &[u8])> {
     let type_meta = field(unknown, 1)?;
-    let text = |n| std::str::from_utf8(field(type_meta, n).unwrap_or_default()).ok();
-    Some(ObjectKind {
-        encoding: Encoding::Protobuf,
-        api_version: text(1)?.to_string(),
-        kind: text(2)?.to_string(),
-    })
+    let text = |n| {
+        let b = field(type_meta, n).unwrap_or_default();
+        std::str::from_utf8(b).ok().map(|_| b)
+    };
+    Some((Encoding::Protobuf, text(1)?, text(2)?))
 }
 
-fn json_kind(value: &[u8]) -> Option<ObjectKind> {
+fn json_kind(value: &[u8]) -> Option<(Encoding, &[u8], &[u8])> {
     #[derive(serde::Deserialize)]
-    struct TypeMeta {
-        #[serde(rename = "apiVersion")]
-        api_version: String,
-        kind: String,
+    struct TypeMeta<'a> {
+        #[serde(rename = "apiVersion", borrow)]
+        api_version: &'a str,
+        #[serde(borrow)]
+        kind: &'a str,
     }
-    let t: TypeMeta = serde_json::from_slice(value).ok()?;
-    Some(ObjectKind {
-        encoding: Encoding::Json,
-        api_version: t.api_version,
-        kind: t.kind,
-    })
+    let t: TypeMeta<'_> = serde_json::from_slice(value).ok()?;
+    Some((Encoding::Json, t.api_version.as_bytes(), t.kind.as_bytes()))
 }
 
 #[cfg(test)]

@@ -178,7 +178,7 @@ impl EtcdAnalysis {
         };
         std::thread::scope(|s| {
             let sized = s.spawn(|| sizing(&pass));
-            let tables = Self::tables(db, &pass, opts);
+            let tables = Self::tables(&pass, opts);
             let sized = sized
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));

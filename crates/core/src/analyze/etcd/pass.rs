@@ -8,6 +8,7 @@ use crate::etcd::{self, KeyMap};
 use crate::reader::Db;
 use crate::writer::ElementLen;
 
+use super::kinds::{Encoding, kind_parts};
 use super::*;
 
 /// What the pass keeps per distinct user key.
@@ -22,9 +23,8 @@ pub(super) struct KeyAcc {
     pub(super) last_value_len: u64,
     /// Index of the newest entry in [`Pass::layout`].
     pub(super) last_index: usize,
-    /// The newest put's value, as its offset in the file and its length (its object kind
-    /// is read once, after the pass).
-    pub(super) last_put_value: (u64, u32),
+    /// The object kind of the newest put: an index into [`Pass::kinds`] (0 until a put).
+    pub(super) last_kind: u16,
 }
 
 /// A `key` bucket entry as the candidates' layout needs it.
@@ -49,6 +49,36 @@ pub(super) struct Pass {
     pub(super) thresholds: ThresholdHistogram,
     /// Entry bytes with main above the rate's base revision.
     pub(super) recent_bytes: u64,
+    /// The object kinds the puts hold.
+    pub(super) kinds: Kinds,
+}
+
+/// The object kinds seen, numbered in the order they came (0: not an object). Few: a
+/// cluster has some dozens, so a scan beats hashing the parts of every put.
+#[derive(Default)]
+pub(super) struct Kinds {
+    pub(super) seen: Vec<(Encoding, Vec<u8>, Vec<u8>)>,
+}
+
+impl Kinds {
+    fn id(&mut self, value: &[u8]) -> u16 {
+        let (enc, api, kind) = kind_parts(value);
+        if self.seen.is_empty() {
+            self.seen.push((Encoding::Other, Vec::new(), Vec::new()));
+        }
+        if let Some(i) = self
+            .seen
+            .iter()
+            .position(|(e, a, k)| *e == enc && a.as_slice() == api && k.as_slice() == kind)
+        {
+            return i as u16;
+        }
+        if self.seen.len() >= usize::from(u16::MAX) {
+            return 0; // a hostile file's endless kinds: counted as not objects
+        }
+        self.seen.push((enc, api.to_vec(), kind.to_vec()));
+        (self.seen.len() - 1) as u16
+    }
 }
 
 /// `n` bands of equal width over `first..=last` (the last one shorter), and the width.
@@ -86,6 +116,7 @@ pub(super) fn key_pass(
         bands,
         thresholds: ThresholdHistogram::new(edges),
         recent_bytes: 0,
+        kinds: Kinds::default(),
     };
     let total = (last - first).max(0) as u64;
     let mut prev_key: Option<&[u8]> = None;
@@ -138,7 +169,7 @@ pub(super) fn key_pass(
         acc.last_tombstone = rev.tombstone;
         acc.last_value_len = kv.value.len() as u64;
         if !rev.tombstone {
-            acc.last_put_value = (db.offset_of(kv.value), kv.value.len() as u32);
+            acc.last_kind = p.kinds.id(kv.value);
         }
         if let Some(progress) = &opts.progress
             && f.entries.is_multiple_of(4096)

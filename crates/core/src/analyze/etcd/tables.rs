@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 
 use crate::format::text::text_or_hex;
-use crate::reader::Db;
 
-use super::kinds::{ObjectKind, object_kind};
+use super::kinds::{Encoding, ObjectKind};
 
 use super::*;
 
@@ -79,22 +78,28 @@ fn k8s_group(prefix: &str, rest: &[u8], by_namespace: bool) -> Option<String> {
 }
 
 /// Keys by the object kind of their newest put, largest first.
-fn kinds(db: &Db, pass: &Pass) -> Vec<KindRow> {
-    let bytes = db.bytes();
-    let mut rows: HashMap<ObjectKind, KindRow> = HashMap::new();
+fn kinds(pass: &Pass) -> Vec<KindRow> {
+    let mut rows: HashMap<u16, KindRow> = HashMap::new();
     for a in pass.keys.values() {
-        let (at, len) = a.last_put_value;
-        let value = usize::try_from(at)
-            .ok()
-            .and_then(|at| bytes.get(at..at.checked_add(len as usize)?))
-            .unwrap_or_default();
-        let k = object_kind(value);
-        let row = rows.entry(k).or_default();
+        let row = rows.entry(a.last_kind).or_default();
         row.keys += 1;
         row.live_keys += u64::from(!a.last_tombstone);
         row.latest_bytes += a.last_bytes;
         row.history_bytes += a.bytes - a.last_bytes;
     }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let none = (Encoding::Other, Vec::new(), Vec::new());
+    let rows = rows.into_iter().map(|(id, r)| {
+        let (enc, api, kind) = pass.kinds.seen.get(usize::from(id)).unwrap_or(&none);
+        (
+            ObjectKind {
+                encoding: *enc,
+                api_version: text(api),
+                kind: text(kind),
+            },
+            r,
+        )
+    });
     let mut v: Vec<KindRow> = rows
         .into_iter()
         .map(|(k, r)| KindRow {
@@ -131,7 +136,7 @@ pub(super) struct Tables {
 }
 
 impl EtcdAnalysis {
-    pub(super) fn tables(db: &Db, pass: &Pass, opts: &EtcdOptions) -> Tables {
+    pub(super) fn tables(pass: &Pass, opts: &EtcdOptions) -> Tables {
         let mut counts: Vec<u64> = pass.keys.values().map(|a| a.revisions).collect();
         counts.sort_unstable();
         let n = counts.len();
@@ -200,7 +205,7 @@ impl EtcdAnalysis {
             top_keys_by_revisions,
             top_keys_by_bytes,
             prefixes,
-            kinds: kinds(db, pass),
+            kinds: kinds(pass),
         }
     }
 }
