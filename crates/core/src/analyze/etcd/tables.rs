@@ -152,8 +152,17 @@ impl EtcdAnalysis {
             },
         };
         let top = |by: &dyn Fn(&KeyAcc) -> u64| -> Vec<TopKey> {
-            let mut v: Vec<(&Box<[u8]>, &KeyAcc)> = pass.keys.iter().collect();
-            v.sort_unstable_by(|a, b| by(b.1).cmp(&by(a.1)).then(a.0.cmp(b.0)));
+            let mut v: Vec<(&[u8], &KeyAcc)> = pass.keys.iter().map(|(k, a)| (&k[..], a)).collect();
+            let order = |a: &(&[u8], &KeyAcc), b: &(&[u8], &KeyAcc)| {
+                by(b.1).cmp(&by(a.1)).then(a.0.cmp(b.0))
+            };
+            // Only the first `top` are shown: select them, then sort those few (a full sort
+            // of every key compared keys byte by byte on each tie).
+            if opts.top < v.len() {
+                v.select_nth_unstable_by(opts.top, order);
+                v.truncate(opts.top);
+            }
+            v.sort_unstable_by(order);
             v.into_iter()
                 .take(opts.top)
                 .map(|(k, a)| TopKey {
