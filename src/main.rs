@@ -888,6 +888,30 @@ struct AnalyzeJson<'a> {
 /// Bumped when a JSON document loses or changes a field (adding one does not).
 const JSON_SCHEMA_VERSION: u32 = 1;
 
+/// Now, as `2026-12-03 06:00:00 UTC` (civil date from the Unix time: days to
+/// year/month/day by Howard Hinnant's algorithm, so no date crate is needed).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// The known Kubernetes prefixes, then the user's, each ending in `/`.
 fn k8s_prefixes(extra: &[String]) -> Vec<String> {
     let mut all: Vec<String> = boltpack::analyze::etcd::K8S_PREFIXES
@@ -926,11 +950,16 @@ fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
         ..Default::default()
     };
     let analysis = boltpack::analyze::Analysis::gather_with(&db, &opts)?;
+    let summary = Summary::of(&a.db.db, &analysis, a.quota_bytes.is_none());
     if let Some(path) = &a.html {
-        let html = boltpack_report::html::render(&analysis);
+        let made = boltpack_report::html::Made {
+            path: &summary.path,
+            time: &utc_now(),
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        let html = boltpack_report::html::render(&analysis, &summary, &made);
         write_report(path, a.report_mode, html.as_bytes())?;
     }
-    let summary = Summary::of(&a.db.db, &analysis, a.quota_bytes.is_none());
     if a.fmt.write_out == WriteOut::Prometheus {
         out.text(&boltpack_report::prometheus::render(&analysis, &summary))?;
     } else if a.fmt.json() {

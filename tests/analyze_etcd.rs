@@ -431,6 +431,101 @@ fn live_k8s() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Debian's `chromium` (`.ci/run` installs it), or why there is none.
+fn chromium() -> Result<PathBuf, String> {
+    for name in ["chromium", "chromium-browser"] {
+        if let Ok(o) = Command::new(name).arg("--version").output()
+            && o.status.success()
+        {
+            return Ok(PathBuf::from(name));
+        }
+    }
+    Err("chromium not installed (apt-get install chromium)".into())
+}
+
+/// The `--html` report rendered by a real headless Chromium: its DOM has the summary with
+/// the figures, the charts (the capacity chart with its quota line and axis titles, the
+/// treemap with a rectangle per group), the file name, time and version; a screenshot is
+/// kept as `target/tmp/analyze-etcd/report.png`.
+fn html_in_chromium(browser: PathBuf) -> Result<(), Failed> {
+    let dir = tmp();
+    let report = dir.join("report.html");
+    let _ = std::fs::remove_file(&report);
+    let db = fixture("db");
+    let o = boltpack(&[
+        "analyze",
+        s(&db),
+        "--no-lock",
+        "--html",
+        s(&report),
+        "--quota-bytes",
+        "8MiB",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let url = format!("file://{}", report.canonicalize()?.display());
+    let run = |extra: &[&str]| -> Result<std::process::Output, Failed> {
+        Ok(Command::new("timeout")
+            .arg("120")
+            .arg(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()?)
+    };
+    let dom = run(&["--dump-dom"])?;
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    for want in [
+        "id=\"summary\"",
+        "class=\"quota\"",
+        "compaction revision R",
+        "class=\"treemap\"",
+        "/registry/configmaps/",
+        "testdata/etcd/db",
+        "boltpack 0.1.0",
+        "headroom",
+    ] {
+        assert!(dom.contains(want), "the rendered DOM lacks {want}");
+    }
+    assert!(dom.matches("<svg").count() >= 4, "charts");
+    let treemap = &dom[dom.find("class=\"treemap\"").unwrap()..];
+    let treemap = &treemap[..treemap.find("</svg>").unwrap()];
+    assert!(
+        treemap.matches("<rect").count() >= 8,
+        "a rectangle pair per group"
+    );
+    let png = dir.join("report.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = run(&[
+        &format!("--screenshot={}", png.display()),
+        "--window-size=1280,3000",
+    ])?;
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    assert!(
+        std::fs::metadata(&png)?.len() > 10_000,
+        "a screenshot of the page"
+    );
+    Ok(())
+}
+
 /// The Prometheus client's wheel that `.ci/run` downloads (imported from the zip).
 fn prometheus_parser() -> Result<PathBuf, String> {
     let dir = repo().join("target/peers/pyprom");
@@ -540,6 +635,15 @@ fn main() {
             prometheus(parser.clone().map_err(|e| e.to_string())?)
         })
         .with_ignored_flag(ignored),
+    );
+    let browser = chromium();
+    gate_peer("headless Chromium", &browser);
+    let no_browser = browser.is_err();
+    trials.push(
+        Trial::test("peer::analyze::html_in_chromium", move || {
+            html_in_chromium(browser.clone().map_err(|e| e.to_string())?)
+        })
+        .with_ignored_flag(no_browser),
     );
     libtest_mimic::run(&args, trials).exit();
 }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::summary::Summary;
 use crate::tables::{self, Table, opt};
 use crate::units::{short, size};
 use boltpack::analyze::Analysis;
@@ -166,7 +167,7 @@ fn capacity_chart(e: &EtcdAnalysis) -> String {
         .iter()
         .map(|p| p.remaining_bytes as f64)
         .chain(c.candidates.iter().map(|x| x.remaining_file_size as f64))
-        .chain([c.file_size as f64])
+        .chain([c.file_size as f64, c.quota_bytes as f64])
         .fold(0.0, f64::max)
         .max(1.0);
     let plot_w = W - LEFT - 10.0;
@@ -195,6 +196,16 @@ fn capacity_chart(e: &EtcdAnalysis) -> String {
         r##"<line x1="{LEFT}" y1="{fy:.1}" x2="{:.1}" y2="{fy:.1}" stroke="#e15759" stroke-dasharray="4 3"><title>file now: {} bytes</title></line>"##,
         W - 10.0,
         c.file_size
+    );
+    let qy = y(c.quota_bytes as f64);
+    let _ = write!(
+        s,
+        r##"<line class="quota" x1="{LEFT}" y1="{qy:.1}" x2="{:.1}" y2="{qy:.1}" stroke="#b07aa1" stroke-width="2"><title>quota: {} bytes</title></line><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="#b07aa1">quota {}</text>"##,
+        W - 10.0,
+        c.quota_bytes,
+        W - 12.0,
+        qy - 4.0,
+        esc(&short(c.quota_bytes as f64))
     );
     let cp: Vec<String> = c
         .candidates
@@ -226,11 +237,85 @@ fn capacity_chart(e: &EtcdAnalysis) -> String {
     }
     let _ = write!(
         s,
-        r#"<text x="{LEFT}" y="{}" font-size="11">R = {lo}</text><text x="{}" y="{}" font-size="11" text-anchor="end">R = {hi}</text></svg>"#,
+        r#"<text x="{LEFT}" y="{}" font-size="11">R = {lo}</text><text x="{}" y="{}" font-size="11" text-anchor="end">R = {hi}</text><text class="axis-title" x="{:.1}" y="{}" font-size="11" text-anchor="middle">compaction revision R</text><text class="axis-title" x="12" y="{:.1}" font-size="11" text-anchor="middle" transform="rotate(-90 12 {:.1})">bytes</text></svg>"#,
         H - 8.0,
         W - 10.0,
-        H - 8.0
+        H - 8.0,
+        LEFT + plot_w / 2.0,
+        H - 8.0,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0
     );
+    s
+}
+
+/// A treemap of the key groups: each group's rectangle sized by its bytes, split into its
+/// latest revisions (dark) and its history (light); slice-and-dice, the largest first.
+fn treemap(e: &EtcdAnalysis) -> String {
+    let groups: Vec<_> = e
+        .prefixes
+        .groups
+        .iter()
+        .filter(|g| g.latest_bytes + g.history_bytes > 0)
+        .collect();
+    let total: f64 = groups
+        .iter()
+        .map(|g| (g.latest_bytes + g.history_bytes) as f64)
+        .sum::<f64>()
+        .max(1.0);
+    let (w, h) = (W, 320.0);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="treemap" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img"><title>bytes by key group: latest revisions (dark) and history (light)</title>"#
+    );
+    // Slice-and-dice: lay the groups along the longer side of what is left.
+    let (mut x, mut y, mut rw, mut rh) = (0.0f64, 0.0f64, w, h);
+    let mut left = total;
+    for g in &groups {
+        let bytes = (g.latest_bytes + g.history_bytes) as f64;
+        let share = bytes / left.max(1.0);
+        let (gx, gy, gw, gh) = if rw >= rh {
+            let gw = rw * share;
+            let r = (x, y, gw, rh);
+            x += gw;
+            rw -= gw;
+            r
+        } else {
+            let gh = rh * share;
+            let r = (x, y, rw, gh);
+            y += gh;
+            rh -= gh;
+            r
+        };
+        left -= bytes;
+        let latest = g.latest_bytes as f64 / bytes.max(1.0);
+        let tip = format!(
+            "{}: {} latest, {} history, {} keys",
+            g.prefix,
+            short(g.latest_bytes as f64),
+            short(g.history_bytes as f64),
+            g.keys
+        );
+        let _ = write!(
+            s,
+            r##"<g><title>{}</title><rect x="{gx:.1}" y="{gy:.1}" width="{:.1}" height="{gh:.1}" fill="#c6dbef" stroke="#fff"/><rect x="{gx:.1}" y="{gy:.1}" width="{:.1}" height="{gh:.1}" fill="#4e79a7"/>"##,
+            esc(&tip),
+            gw.max(0.0),
+            (gw * latest).max(0.0)
+        );
+        if gw > 70.0 && gh > 16.0 {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
+                gx + 3.0,
+                gy + 13.0,
+                esc(&format!("{} {}", g.prefix, short(bytes)))
+            );
+        }
+        s.push_str("</g>");
+    }
+    s.push_str("</svg>");
     s
 }
 
@@ -321,6 +406,9 @@ fn etcd_prefixes(s: &mut String, e: &EtcdAnalysis) {
     );
     s.push_str(&prefix_chart(e));
     s.push('\n');
+    s.push_str("<h4>Treemap of bytes: latest revisions (dark) and history (light)</h4>\n");
+    s.push_str(&treemap(e));
+    s.push('\n');
     table(s, &tables::prefixes(e));
     if e.kinds.iter().any(|k| k.encoding != "other") {
         s.push_str("\n<h3>By object kind</h3>\n");
@@ -365,13 +453,33 @@ fn etcd_capacity(s: &mut String, e: &EtcdAnalysis) {
     let _ = writeln!(s, "<p>{}</p>", esc(&c.note));
 }
 
-pub fn render(a: &Analysis) -> String {
+/// Who made the report, of what, when: its header.
+pub struct Made<'a> {
+    pub path: &'a str,
+    /// `2026-12-03 06:00:00 UTC`.
+    pub time: &'a str,
+    pub version: &'a str,
+}
+
+pub fn render(a: &Analysis, summary: &Summary, made: &Made<'_>) -> String {
     let mut s = String::new();
     s.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>boltpack analyze</title>\n\
          <style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:1em 0}\
          td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}\
-         svg{display:block;margin:1em 0}</style></head><body>\n<h1>boltpack analyze</h1>\n",
+         svg{display:block;margin:1em 0}pre.summary{background:#f4f4f4;padding:1em;font-size:0.95em}</style></head><body>\n<h1>boltpack analyze</h1>\n",
+    );
+    let _ = writeln!(
+        s,
+        "<p class=\"made\"><b>{}</b> &middot; {} &middot; boltpack {}</p>",
+        esc(made.path),
+        esc(made.time),
+        esc(made.version)
+    );
+    let _ = writeln!(
+        s,
+        "<h2>Summary</h2>\n<pre class=\"summary\" id=\"summary\">{}</pre>",
+        esc(summary.render().trim_start_matches("summary\n"))
     );
     let f = &a.file;
     s.push_str("<h2>File</h2>\n<table>\n");
@@ -457,8 +565,16 @@ mod tests {
             .join("testdata/etcd/db");
         let db = boltpack::Db::open(&p, boltpack::OpenOptions { lock: false }).unwrap();
         let a = Analysis::gather_with(&db, &Default::default()).unwrap();
-        let h = render(&a);
-        assert_eq!(h.matches("<svg").count(), 4);
+        let summary = Summary::of(&p, &a, true);
+        let made = Made {
+            path: "testdata/etcd/db",
+            time: "2026-12-03 00:00:00 UTC",
+            version: "0",
+        };
+        let h = render(&a, &summary, &made);
+        // Free pages, revision histogram, prefixes, treemap, capacity.
+        assert_eq!(h.matches("<svg").count(), 5);
+        assert!(h.contains("id=\"summary\"") && h.contains("class=\"quota\""));
         assert!(!h.contains("src=") && !h.contains("href=") && !h.contains("url("));
         assert!(!h.contains("<script"));
     }
