@@ -107,6 +107,7 @@ extra = {
     'more': 'More keys than --limit: `count` has them all.',
     'page_size': 'Page size in bytes (of the source, or of the copy in a compact summary).',
     'page': 'A page id.',
+    'path': "The file as the user named it.",
 }
 docs.update(extra)
 def paths(v, pre, out):
@@ -133,8 +134,10 @@ out = ["# JSON output, field by field", "",
        "document can hold, as a path (`a.b`, `[]` for each element of a list), with what it",
        "means. `tests/json_docs.rs` fails when a command emits a field this page does not",
        "list. Sizes are bytes; revisions are etcd main revisions.", "",
-       "Not yet uniform (issue 12): `schema_version` and the file's path are in `analyze`,",
-       "`diff`, `salvage` only; units are not in every name (`file_size` is bytes).", ""]
+       "Every document that is an object starts with `schema_version` and the file's `path`",
+       "(`diff`: `old_path` and `new_path`; `salvage`: `src` and `dst`); `check` and `pages`",
+       "print a list. Not yet uniform (issue 12): units are not in every name (`file_size`",
+       "is bytes).", ""]
 for name, args in CMDS:
     o = subprocess.run([B] + args + ["-w", "json"], capture_output=True).stdout
     ps = {}

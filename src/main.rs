@@ -568,7 +568,7 @@ fn cmd_compact(c: CompactArgs, out: &mut Out) -> Result<u8, Error> {
     })?;
     bar.finish_and_clear();
     if c.fmt.json() {
-        out.json(&report)?;
+        out.json(&Doc::of(&report.src.display().to_string(), &report))?;
     } else {
         out.text(&report.render())?;
     }
@@ -583,9 +583,10 @@ fn cmd_hashkv(
     out: &mut Out,
 ) -> Result<u8, Error> {
     let rules = boltpack::etcd::Rules::for_version(etcd_version).map_err(Error::Usage)?;
+    let path = db.db.display().to_string();
     let db = open(&db)?;
     match with_read_bar(&db, "hashkv", || boltpack::etcd::hash_kv(&db, rev, &rules)) {
-        Ok(h) if json => out.json(&h)?,
+        Ok(h) if json => out.json(&Doc::of(&path, &h))?,
         Ok(h) => out.text(&boltpack_report::etcd::render_hashkv(&h))?,
         Err(boltpack::etcd::HashKvError::Read(e)) => return Err(e),
         Err(e) => {
@@ -726,6 +727,7 @@ fn cmd_salvage(a: SalvageArgs, out: &mut Out) -> Result<u8, Error> {
 }
 
 fn cmd_snapshot_status(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let path = db.db.display().to_string();
     let db = open(&db)?;
     let report = with_read_bar(&db, "snapshot status", || {
         boltpack_report::etcd::SnapshotReport::gather(&db)
@@ -733,7 +735,7 @@ fn cmd_snapshot_status(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error
     let failure = report.failure();
     out.code = if failure.is_some() { EXIT_PROBLEMS } else { 0 };
     if json {
-        out.json(&report)?;
+        out.json(&Doc::of(&path, &report))?;
     } else {
         out.text(&report.render())?;
     }
@@ -744,11 +746,12 @@ fn cmd_snapshot_status(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error
 }
 
 fn cmd_info(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let path = db.db.display().to_string();
     let db = open(&db)?;
     let map = PageMap::build(&db);
     let info = Info::gather(&db, &map);
     if json {
-        out.json(&info)?;
+        out.json(&Doc::of(&path, &info))?;
     } else {
         out.text(&info.render())?;
     }
@@ -1046,6 +1049,25 @@ fn run(cli: Cli) -> Result<u8, Error> {
 }
 
 /// Pretty JSON for any serializable report.
+/// A JSON document: the schema version and the file's path, then the command's fields.
+#[derive(serde::Serialize)]
+struct Doc<'a, T: serde::Serialize> {
+    schema_version: u32,
+    path: &'a str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl<'a, T: serde::Serialize> Doc<'a, T> {
+    fn of(path: &'a str, body: &'a T) -> Doc<'a, T> {
+        Doc {
+            schema_version: JSON_SCHEMA_VERSION,
+            path,
+            body,
+        }
+    }
+}
+
 mod erased {
     pub trait Json {
         fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
