@@ -93,35 +93,18 @@ impl<'a> KeyIndex<'a> {
     /// Feed one `key` bucket entry; entries must come in revision (bucket) order.
     pub fn add(&mut self, rev: RevisionKey, key: &'a [u8]) {
         self.entries += 1;
+        let r = (rev.main, rev.sub);
         let st = match self.keys.get_mut(key) {
             Some(st) => st,
             None if rev.tombstone && !self.rules.restore_lone_tombstone => return,
             None => keymap::entry(&mut self.keys, key),
         };
-        Self::update(st, rev, self.at, &self.rules);
-    }
-
-    /// [`add`](Self::add) for a key already in the index; a new key is not added.
-    /// Returns whether the key was known.
-    pub fn add_if_known(&mut self, rev: RevisionKey, key: &[u8]) -> bool {
-        self.entries += 1;
-        match self.keys.get_mut(key) {
-            Some(st) => {
-                Self::update(st, rev, self.at, &self.rules);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn update(st: &mut KeyState, rev: RevisionKey, at: i64, rules: &Rules) {
-        let r = (rev.main, rev.sub);
         if rev.tombstone && !st.live && st.revisions > 0 {
             // `ki.tombstone` on an empty generation: ErrRevisionNotFound, ignored.
             return;
         }
         st.revisions += 1;
-        if rev.main <= at {
+        if rev.main <= self.at {
             st.cand = Some(r);
         }
         if !rev.tombstone {
@@ -130,10 +113,10 @@ impl<'a> KeyIndex<'a> {
         }
         // The tombstone closes a generation, which is now not the last one.
         if st.chosen.is_none() {
-            let skipped = if rules.keep_tombstone_at_rev {
-                rev.main < at
+            let skipped = if self.rules.keep_tombstone_at_rev {
+                rev.main < self.at
             } else {
-                rev.main <= at
+                rev.main <= self.at
             };
             if !skipped {
                 // doCompact stops here and keeps the newest revision <= at; keep() drops it
@@ -154,11 +137,6 @@ impl<'a> KeyIndex<'a> {
     /// etcd's `kvindex.Keep(at)`: the revisions a compaction at `at` would keep.
     pub fn keep(&self) -> HashSet<Rev> {
         self.keys.values().filter_map(KeyState::kept).collect()
-    }
-
-    /// Whether `keep(at)` keeps any revision (`len(keep) > 0` in etcd's HashKV).
-    pub fn keeps_any(&self) -> bool {
-        self.keys.values().any(|s| s.kept().is_some())
     }
 
     /// Every key with its state, in no order.
@@ -207,6 +185,12 @@ pub fn decode_entry_through_value<'a>(
     decode_entry_with(db, key, value, is_bucket, KeyValue::decode_through_value)
 }
 
+/// A `key` bucket key as a revision, or a corruption error naming its page and offset.
+pub fn parse_revision_key(db: &Db, key: &[u8]) -> Result<RevisionKey> {
+    RevisionKey::parse(key)
+        .map_err(|what| db.damage_at(key, DamageKind::Etcd, format!("`key` bucket: {what}")))
+}
+
 fn decode_entry_with<'a>(
     db: &Db,
     key: &'a [u8],
@@ -218,7 +202,7 @@ fn decode_entry_with<'a>(
     if is_bucket {
         return Err(err(key, "the `key` bucket holds a sub-bucket".into()));
     }
-    let rev = RevisionKey::parse(key).map_err(|e| err(key, format!("`key` bucket: {e}")))?;
+    let rev = parse_revision_key(db, key)?;
     let kv = decode(value).map_err(|e| {
         err(
             value,
