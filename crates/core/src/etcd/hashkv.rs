@@ -14,11 +14,10 @@
 //!    `keep`, and (etcd >= 3.4.34 / >= 3.5.16 / 3.6 only) tombstones with
 //!    `main == compact_revision`.
 
-use crate::error::DamageKind;
 use crate::error::Error;
 use std::collections::HashSet;
 
-use crate::etcd::keyindex::{KeyIndex, Rev, decode_entry};
+use crate::etcd::keyindex::{KeyIndex, Rev, decode_entry, parse_revision_key};
 use crate::etcd::keymap::KeyMap;
 use crate::etcd::meta::{Revisions, key_bucket};
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
@@ -361,9 +360,7 @@ fn two_passes(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<u32, Err
         let r = if e.is_bucket() {
             decode_entry(db, e.key, e.value, true)?.0
         } else {
-            RevisionKey::parse(e.key).map_err(|what| {
-                db.damage_at(e.key, DamageKind::Etcd, format!("`key` bucket: {what}"))
-            })?
+            parse_revision_key(db, e.key)?
         };
         if !hashed(&r, rev, compact, &keep, rules) {
             continue;

@@ -15,7 +15,7 @@ use sha2::Digest;
 
 use crate::error::Result;
 use crate::etcd::hashkv::SpanCrc;
-use crate::etcd::keyindex::decode_entry;
+use crate::etcd::keyindex::{decode_entry, parse_revision_key};
 use crate::etcd::keymap::{self, KeyMap};
 use crate::etcd::meta::last_key_revision;
 use crate::etcd::{KEY_BUCKET, RevisionKey};
@@ -205,7 +205,7 @@ struct KeyHalf {
 fn key_bucket_pass(db: &Db, bucket: &Bucket<'_>) -> Result<KeyPass> {
     // Split at the revision halfway between the first and the last entry's.
     let first = match bucket.iter().next() {
-        Some(e) => Some(parse_rev(db, e?.key)?.main),
+        Some(e) => Some(parse_revision_key(db, e?.key)?.main),
         None => None,
     };
     let last = last_key_revision(db)?;
@@ -263,17 +263,12 @@ fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<
             crc.append(e.value);
         }
         half.entries += 1;
-        half.last_main = Some(parse_rev(db, e.key)?.main);
+        half.last_main = Some(parse_revision_key(db, e.key)?.main);
         let (rev, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
         keymap::set(&mut half.newest_is_put, kv.key, !rev.tombstone);
     }
     (half.crc, half.len) = crc.finish();
     Ok(half)
-}
-
-fn parse_rev(db: &Db, key: &[u8]) -> Result<RevisionKey> {
-    RevisionKey::parse(key)
-        .map_err(|what| db.damage_at(key, DamageKind::Etcd, format!("`key` bucket: {what}")))
 }
 
 #[cfg(test)]
