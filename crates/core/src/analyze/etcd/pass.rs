@@ -54,12 +54,10 @@ pub(super) struct Pass {
 }
 
 /// The object kinds seen, numbered in the order they came (0: not an object). Few: a
-/// cluster has some dozens, so a scan of their hashes beats a map keyed by the parts of
-/// every put.
+/// cluster has some dozens, so a scan beats a map keyed by the parts of every put.
 #[derive(Default)]
 pub(super) struct Kinds {
     pub(super) seen: Vec<(Encoding, Vec<u8>, Vec<u8>)>,
-    hashes: Vec<u64>,
 }
 
 impl Kinds {
@@ -67,26 +65,19 @@ impl Kinds {
         let (enc, api, kind) = kind_parts(value);
         if self.seen.is_empty() {
             self.seen.push((Encoding::Other, Vec::new(), Vec::new()));
-            self.hashes.push(Self::hash(Encoding::Other, b"", b""));
         }
-        let h = Self::hash(enc, api, kind);
-        for (i, &seen) in self.hashes.iter().enumerate() {
-            let (e, a, k) = &self.seen[i];
-            if seen == h && *e == enc && a.as_slice() == api && k.as_slice() == kind {
-                return i as u16;
-            }
+        if let Some(i) = self
+            .seen
+            .iter()
+            .position(|(e, a, k)| *e == enc && a.as_slice() == api && k.as_slice() == kind)
+        {
+            return i as u16;
         }
         if self.seen.len() >= usize::from(u16::MAX) {
             return 0; // a hostile file's endless kinds: counted as not objects
         }
         self.seen.push((enc, api.to_vec(), kind.to_vec()));
-        self.hashes.push(h);
         (self.seen.len() - 1) as u16
-    }
-
-    fn hash(enc: Encoding, api: &[u8], kind: &[u8]) -> u64 {
-        let seed = xxhash_rust::xxh3::xxh3_64_with_seed(api, enc as u64);
-        xxhash_rust::xxh3::xxh3_64_with_seed(kind, seed)
     }
 }
 
