@@ -591,6 +591,22 @@ print(json.dumps(out))
     Ok(())
 }
 
+/// A trial that needs a peer program at `found`: gated (NOTE, or a failure with
+/// BOLTPACK_REQUIRE_PEERS=1) and ignored when it is missing.
+fn peer_trial(
+    name: &'static str,
+    what: &str,
+    found: Result<PathBuf, String>,
+    run: fn(PathBuf) -> Result<(), Failed>,
+) -> Trial {
+    gate_peer(what, &found);
+    let ignored = found.is_err();
+    Trial::test(name, move || {
+        run(found.clone().map_err(|e| e.to_string())?)
+    })
+    .with_ignored_flag(ignored)
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = vec![
@@ -627,23 +643,17 @@ fn main() {
     trials.push(
         Trial::test("live_etcd::analyze::k8s_groups", live_k8s).with_ignored_flag(avail.is_err()),
     );
-    let parser = prometheus_parser();
-    gate_peer("Prometheus text-format parser", &parser);
-    let ignored = parser.is_err();
-    trials.push(
-        Trial::test("peer::analyze::prometheus_parses", move || {
-            prometheus(parser.clone().map_err(|e| e.to_string())?)
-        })
-        .with_ignored_flag(ignored),
-    );
-    let browser = chromium();
-    gate_peer("headless Chromium", &browser);
-    let no_browser = browser.is_err();
-    trials.push(
-        Trial::test("peer::analyze::html_in_chromium", move || {
-            html_in_chromium(browser.clone().map_err(|e| e.to_string())?)
-        })
-        .with_ignored_flag(no_browser),
-    );
+    trials.push(peer_trial(
+        "peer::analyze::prometheus_parses",
+        "Prometheus text-format parser",
+        prometheus_parser(),
+        prometheus,
+    ));
+    trials.push(peer_trial(
+        "peer::analyze::html_in_chromium",
+        "headless Chromium",
+        chromium(),
+        html_in_chromium,
+    ));
     libtest_mimic::run(&args, trials).exit();
 }

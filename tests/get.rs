@@ -16,8 +16,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{EtcdPeer, boltpack, gate_peer, path_str as s, repo};
-use libtest_mimic::{Arguments, Failed, Trial};
+use common::{EtcdPeer, boltpack, path_str as s, repo};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::Value;
 
 /// Each line: the arguments of one `get` (after the subcommand; words split on spaces).
@@ -134,16 +134,5 @@ fn live_get(peer: EtcdPeer) -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    let mut trials = Vec::new();
-    for peer in [EtcdPeer::V34, EtcdPeer::V35] {
-        let avail = peer.available();
-        gate_peer(&format!("{} peer", peer.label()), &avail);
-        trials.push(
-            Trial::test(format!("live_etcd::get::{}", peer.label()), move || {
-                live_get(peer)
-            })
-            .with_ignored_flag(avail.is_err()),
-        );
-    }
-    libtest_mimic::run(&args, trials).exit();
+    libtest_mimic::run(&args, common::trial_per_etcd_peer("get", live_get)).exit();
 }

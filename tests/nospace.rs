@@ -15,8 +15,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{EtcdPeer, gate_peer, repo};
-use libtest_mimic::{Arguments, Failed, Trial};
+use common::{EtcdPeer, repo};
+use libtest_mimic::{Arguments, Failed};
 
 /// $1 work dir, $2 repo, $3 boltpack. Leaves its answers in files of the work dir.
 const SCRIPT: &str = r#"
@@ -100,16 +100,5 @@ fn nospace(peer: EtcdPeer) -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    let mut trials = Vec::new();
-    for peer in [EtcdPeer::V34, EtcdPeer::V35] {
-        let avail = peer.available();
-        gate_peer(&format!("{} peer", peer.label()), &avail);
-        trials.push(
-            Trial::test(format!("live_etcd::nospace::{}", peer.label()), move || {
-                nospace(peer)
-            })
-            .with_ignored_flag(avail.is_err()),
-        );
-    }
-    libtest_mimic::run(&args, trials).exit();
+    libtest_mimic::run(&args, common::trial_per_etcd_peer("nospace", nospace)).exit();
 }

@@ -274,3 +274,23 @@ impl EtcdPeer {
         }
     }
 }
+
+/// One live trial per real etcd (3.4 and 3.5), named `live_etcd::GROUP::etcd34` / `etcd35`:
+/// each missing peer gets the NOTE (or, with BOLTPACK_REQUIRE_PEERS=1, fails the binary),
+/// and its trial is ignored.
+pub fn trial_per_etcd_peer(
+    group: &str,
+    run: fn(EtcdPeer) -> Result<(), libtest_mimic::Failed>,
+) -> Vec<libtest_mimic::Trial> {
+    [EtcdPeer::V34, EtcdPeer::V35]
+        .into_iter()
+        .map(|peer| {
+            let avail = peer.available();
+            gate_peer(&format!("{} peer", peer.label()), &avail);
+            libtest_mimic::Trial::test(format!("live_etcd::{group}::{}", peer.label()), move || {
+                run(peer)
+            })
+            .with_ignored_flag(avail.is_err())
+        })
+        .collect()
+}
