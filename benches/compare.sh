@@ -128,20 +128,14 @@ measure() {
 # 5 ms (bash builtins only, no forks); appends "LABEL heap_kib" to HEAP.
 HEAP=$T/heap.tsv
 : >"$HEAP"
+# shellcheck source=rss-anon.sh
+source "$repo/benches/rss-anon.sh"
 heap_peak() {
-    local label=$1 pid peak=0 k v
+    local label=$1 peak
     shift
     sync
     warm
-    "$@" >/dev/null 2>&1 &
-    pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-        while read -r k v _; do
-            if [ "$k" = RssAnon: ] && [ "$v" -gt "$peak" ]; then peak=$v; fi
-        done <"/proc/$pid/status" 2>/dev/null || true
-        sleep 0.005
-    done
-    wait "$pid" || die "$label (heap run) failed: $*"
+    peak=$(peak_rss_anon_kib "$@") || die "$label (heap run) failed: $*"
     printf '%s\t%d\n' "$label" "$peak" >>"$HEAP"
     log "$label heap peak: ${peak} KiB"
 }

@@ -62,20 +62,12 @@ median_ms() {
     done
     printf '%s\n' "${ms[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
 }
-# heap_kib CMD...: peak RssAnon of one run, sampled every 5 ms
+# shellcheck source=rss-anon.sh
+source "$repo/benches/rss-anon.sh"
+# heap_kib CMD...: peak RssAnon of one run (file in page cache first)
 heap_kib() {
-    local pid peak=0 k v
     warm
-    "$@" >/dev/null 2>&1 &
-    pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-        while read -r k v _; do
-            if [ "$k" = RssAnon: ] && [ "$v" -gt "$peak" ]; then peak=$v; fi
-        done <"/proc/$pid/status" 2>/dev/null || true
-        sleep 0.005
-    done
-    wait "$pid" || true
-    echo "$peak"
+    peak_rss_anon_kib "$@" || true
 }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 nsper() { python3 -c "print(round($1*1e6/$entries))"; }
