@@ -50,7 +50,7 @@ extra = {
     'dst_pages': 'Pages of the copy.',
     'elapsed_seconds': 'Wall time of the command.',
     'src_pages': 'Pages in use in the source (high-water mark).',
-    'src_file_size': "The source file's size.",
+    'src_file_size_bytes': "The source file's size.",
     'end_page': 'First page after the range.',
     'first_page': 'First page of the range.',
     'entry_bytes': 'Bytes of all key-bucket entries (keys and values).',
@@ -75,8 +75,8 @@ extra = {
     'p50': 'Median (nearest rank).',
     'p90': '90th percentile (nearest rank).',
     'p99': '99th percentile (nearest rank).',
-    'max_len': 'Longest run in the bin, pages.',
-    'min_len': 'Shortest run in the bin, pages.',
+    'max_len_pages': 'Longest run in the bin, pages.',
+    'min_len_pages': 'Shortest run in the bin, pages.',
     'members_removed': 'Entries in members_removed.',
     'metas': 'Both meta pages (0 and 1).',
     'mvcc': 'The MVCC compaction applied (etcd files).',
@@ -105,11 +105,20 @@ extra = {
     'verified': 'The copy was re-read, checked and its digest matched.',
     'damaged': 'The parts of the tree that could not be read.',
     'more': 'More keys than --limit: `count` has them all.',
-    'page_size': 'Page size in bytes (of the source, or of the copy in a compact summary).',
+    'page_size_bytes': 'Page size in bytes (of the source, or of the copy in a compact summary).',
     'page': 'A page id.',
     'path': "The file as the user named it.",
+    'to': "Where the range ends: a key (exclusive) or a main revision (inclusive); absent: the bucket's end.",
 }
 docs.update(extra)
+# Where one name means different things in different documents.
+by_path = {
+    ("pages", "pages"): "Every page below the high-water mark, in id order.",
+    ("check", "problems"): "Every problem found, in walk order (empty when `ok`).",
+    ("info", "pages"): "Page counts by what the page is.",
+    ("salvage (root bucket page lost)", "rebuilt_root.offset"): "Byte offset of that page.",
+    ("salvage (root bucket page lost)", "rebuilt_root.page"): "The page used as the root bucket's: an earlier copy, so later transactions' changes may be missing.",
+}
 def paths(v, pre, out):
     if isinstance(v, dict):
         for k, x in v.items():
@@ -117,9 +126,16 @@ def paths(v, pre, out):
             out.setdefault(p, x); paths(x, p, out)
     elif isinstance(v, list):
         for x in v: paths(x, pre + "[]", out)
+# `check` of a copy of flat.db with one wrong page header id, so it has a problem to print.
+_b = bytearray(open("testdata/bbolt/flat.db", "rb").read()); _b[59 * 4096] ^= 0x40
+open("/tmp/boltpack-json-doc-damaged.db", "wb").write(_b)
+# `salvage` of a copy of the etcd fixture with its root bucket page (14) zeroed, so the
+# report has a `rebuilt_root`.
+_e = bytearray(open("testdata/etcd/db", "rb").read()); _e[14 * 4096:15 * 4096] = bytes(4096)
+open("/tmp/boltpack-json-doc-noroot.db", "wb").write(_e)
 CMDS = [
     ("info", ["info", "testdata/etcd/db"]),
-    ("check", ["check", "testdata/bbolt/flat.db"]),
+    ("check", ["check", "/tmp/boltpack-json-doc-damaged.db"]),
     ("pages", ["pages", "testdata/etcd/db"]),
     ("hashkv", ["hashkv", "testdata/etcd/db"]),
     ("snapshot status", ["snapshot", "status", "testdata/etcd/snapshot.db"]),
@@ -128,6 +144,7 @@ CMDS = [
     ("get", ["get", "testdata/etcd/db", "/registry/", "--prefix", "--limit", "2"]),
     ("diff", ["diff", "testdata/etcd/db", "testdata/etcd/snapshot.db"]),
     ("salvage", ["salvage", "testdata/etcd/db", "-o", "/tmp/boltpack-json-doc.db", "--force"]),
+    ("salvage (root bucket page lost)", ["salvage", "/tmp/boltpack-json-doc-noroot.db", "-o", "/tmp/boltpack-json-doc.db", "--force"]),
 ]
 out = ["# JSON output, field by field", "",
        "Every command that prints JSON takes `-w json` (or `--json`). Below, each field each",
@@ -136,19 +153,22 @@ out = ["# JSON output, field by field", "",
        "list. Sizes are bytes; revisions are etcd main revisions.", "",
        "Every document that is an object starts with `schema_version` and the file's `path`",
        "(`diff`: `old_path` and `new_path`; `salvage`: `src` and `dst`); `check` and `pages`",
-       "print a list. Not yet uniform (issue 12): units are not in every name (`file_size`",
-       "is bytes).", ""]
+       "print a list.", "",
+       "Names: snake_case (etcdctl's own `totalKey`/`totalSize` and Go's `Bucket.Stats()`",
+       "names are kept where the document mirrors them); a quantity with a unit says it:",
+       "`_bytes`, `_pages` (page counts), `_pct` (0-100), `_fraction` (0-1), `_seconds`.",
+       "Counts (`keys`, `entries`, `revisions`) and revisions have no suffix. Hex is",
+       "lowercase; a field that is always hex (checksums, `*_sha256`, `path_hex`) has no",
+       "`0x`, one that holds text or bytes (keys, bucket names) marks bytes with `0x`.", ""]
 for name, args in CMDS:
     o = subprocess.run([B] + args + ["-w", "json"], capture_output=True).stdout
     ps = {}
     paths(json.loads(o), "", ps)
     out.append(f"## `{name}`"); out.append("")
-    if not ps:
-        out.append("A list of problems (empty when clean); each problem: see `check` below."); out.append("")
     out.append("| field | meaning |"); out.append("|---|---|")
     for p in sorted(ps):
         leaf = p.split(".")[-1].replace("[]", "")
-        d = docs.get(leaf, "")
+        d = by_path.get((name, p)) or docs.get(leaf, "")
         out.append(f"| `{p}` | {d.replace('|', '/')} |")
     out.append("")
 open("docs/json.md", "w").write("\n".join(out) + "\n")

@@ -293,6 +293,11 @@ struct SalvageArgs {
     /// Replace an existing output file (never one a running process holds).
     #[arg(long)]
     force: bool,
+    /// The compact revision to assume when the `meta` bucket is lost (0: never
+    /// compacted): revisions above it are then taken from pages outside the tree. With
+    /// `meta` readable, the higher of the two counts.
+    #[arg(long, value_name = "R")]
+    compact_revision: Option<i64>,
     #[command(flatten)]
     fmt: Format,
 }
@@ -404,7 +409,8 @@ enum SnapshotCmd {
 }
 
 /// A progress bar on stderr for copies of large files, only when stderr is a terminal.
-/// Its length is the source file's size: the copy is at most about as large.
+/// Its length starts as the source file's size, then follows the writer's estimate of
+/// the copy's size ([`Progress::Total`]).
 fn progress_bar(src: &std::path::Path, dry_run: bool) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     let size = std::fs::metadata(src).map_or(0, |m| m.len());
@@ -534,7 +540,13 @@ fn cmd_compact(c: CompactArgs, out: &mut Out) -> Result<u8, Error> {
     let bar = progress_bar(&src, c.dry_run);
     let on_progress = |p: Progress| match p {
         Progress::Written(n) => bar.set_position(n),
-        Progress::Verifying => bar.set_message("verifying the copy"),
+        // The estimate replaces the source's size as soon as there is one; the bar's
+        // length becomes exact when the last page is written.
+        Progress::Total(n) => bar.set_length(n.max(bar.position())),
+        Progress::Verifying => {
+            bar.set_length(bar.position());
+            bar.set_message("verifying the copy");
+        }
     };
     let report = cmd::compact::run(&CompactRequest {
         src: c.src.as_deref(),
@@ -694,7 +706,14 @@ struct SalvageJson<'a> {
 
 fn cmd_salvage(a: SalvageArgs, out: &mut Out) -> Result<u8, Error> {
     no_metrics(a.fmt, "salvage")?;
-    let db = open(&a.db)?;
+    not_a_db(&a.db.db)?;
+    // Both metas, or the root bucket's page, unusable: found again by scanning.
+    let (db, rebuilt) = boltpack::salvage::open(
+        &a.db.db,
+        OpenOptions {
+            lock: !a.db.no_lock,
+        },
+    )?;
     let src_meta = std::fs::metadata(&a.db.db).map_err(|source| Error::Io {
         path: a.db.db.clone(),
         source,
@@ -707,7 +726,11 @@ fn cmd_salvage(a: SalvageArgs, out: &mut Out) -> Result<u8, Error> {
         progress: None,
     };
     let (report, summary) = with_read_bar(&db, "salvage", || {
-        boltpack::salvage::salvage_file(&db, &a.output, &CompactOptions::default(), &file_out)
+        let opts = CompactOptions::default();
+        let salvage = boltpack::salvage::SalvageOptions {
+            compact_revision: a.compact_revision,
+        };
+        boltpack::salvage::salvage_file(&db, rebuilt.as_ref(), salvage, &a.output, &opts, &file_out)
     })?;
     out.code = if report.complete { 0 } else { EXIT_PARTIAL };
     if a.fmt.json() {
@@ -758,7 +781,22 @@ fn cmd_info(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
     Ok(0)
 }
 
+/// `check -w json`: whether the file is clean, then every problem found.
+#[derive(serde::Serialize)]
+struct CheckJson<'a> {
+    /// No problems found (exit code 0).
+    ok: bool,
+    problems: &'a [boltpack::reader::Problem],
+}
+
+/// `pages -w json`: one element per page id below the high-water mark.
+#[derive(serde::Serialize)]
+struct PagesJson<'a, T: serde::Serialize> {
+    pages: &'a [T],
+}
+
 fn cmd_check(arg: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let path = arg.db.display().to_string();
     let db = open(&arg)?;
     let problems = with_read_bar(&db, "check", || boltpack::check::check(&db));
     out.code = if problems.is_empty() {
@@ -767,7 +805,11 @@ fn cmd_check(arg: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
         EXIT_PROBLEMS
     };
     if json {
-        out.json(&problems)?;
+        let body = CheckJson {
+            ok: problems.is_empty(),
+            problems: &problems,
+        };
+        out.json(&Doc::of(&path, &body))?;
     } else if problems.is_empty() {
         out.text(&format!("ok: {} pages checked, no problems\n", db.hwm()))?;
     } else {
@@ -790,11 +832,12 @@ fn cmd_dump(db: DbArg, bucket: Vec<String>, opts: DumpOptions, out: &mut Out) ->
 }
 
 fn cmd_pages(db: DbArg, json: bool, out: &mut Out) -> Result<u8, Error> {
+    let path = db.db.display().to_string();
     let db = open(&db)?;
     let map = PageMap::build(&db);
     let lines = page_lines(&db, &map);
     if json {
-        out.json(&lines)?;
+        out.json(&Doc::of(&path, &PagesJson { pages: &lines }))?;
     } else {
         out.text(&render_page_lines(&lines))?;
     }
@@ -889,7 +932,7 @@ struct AnalyzeJson<'a> {
 }
 
 /// Bumped when a JSON document loses or changes a field (adding one does not).
-const JSON_SCHEMA_VERSION: u32 = 1;
+const JSON_SCHEMA_VERSION: u32 = 2;
 
 /// Now, as `2026-12-03 06:00:00 UTC` (civil date from the Unix time: days to
 /// year/month/day by Howard Hinnant's algorithm, so no date crate is needed).
@@ -1048,7 +1091,6 @@ fn run(cli: Cli) -> Result<u8, Error> {
     }
 }
 
-/// Pretty JSON for any serializable report.
 /// A JSON document: the schema version and the file's path, then the command's fields.
 #[derive(serde::Serialize)]
 struct Doc<'a, T: serde::Serialize> {

@@ -24,8 +24,8 @@ fn info_reports_metas_and_pages() {
     let o = boltpack(&["info", "--json", s(&db)]);
     assert_eq!(o.status.code(), Some(0));
     let v = stdout_json(&o);
-    assert_eq!(v["page_size"], 4096);
-    assert_eq!(v["hwm"], 61);
+    assert_eq!(v["page_size_bytes"], 4096);
+    assert_eq!(v["hwm_pages"], 61);
     assert_eq!(v["pages"]["free"], 27);
     assert_eq!(v["freelist"], "page");
     assert_eq!(
@@ -106,7 +106,17 @@ fn check_reports_page_and_offset_and_exits_1() {
     );
     let o = boltpack(&["check", "--json", s(&bad)]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout_json(&o).as_array().is_some_and(|a| !a.is_empty()));
+    let v = stdout_json(&o);
+    assert_eq!(v["ok"], false);
+    let first = &v["problems"][0];
+    assert!(
+        first["page"].is_u64() && first["byte_offset"].is_u64(),
+        "{v}"
+    );
+    assert!(
+        first["kind"].is_string() && first["what"].is_string(),
+        "{v}"
+    );
 }
 
 #[test]
@@ -206,7 +216,7 @@ fn pages_lists_every_page_and_page_decodes_one() {
     let o = boltpack(&["pages", "--json", s(&db)]);
     assert_eq!(o.status.code(), Some(0));
     let v = stdout_json(&o);
-    let pages = v.as_array().unwrap();
+    let pages = v["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 119);
     let count = |k: &str| pages.iter().filter(|p| p["type"] == k).count();
     assert_eq!(count("meta"), 2);
@@ -222,7 +232,7 @@ fn pages_lists_every_page_and_page_decodes_one() {
     let o = boltpack(&["page", s(&db), "0"]);
     let v = stdout_json(&o);
     assert_eq!(v["type"], "meta");
-    assert_eq!(v["meta"]["magic"], "0xed0cdaed");
+    assert_eq!(v["meta"]["magic"], "ed0cdaed");
     let o = boltpack(&["page", s(&db), "71"]);
     assert_eq!(stdout_json(&o)["type"], "freelist");
     let o = boltpack(&["page", s(&db), "100000"]);

@@ -56,7 +56,7 @@ fn dry_run_size(src: &Path, extra: &[&str]) -> Result<u64, Failed> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    Ok(v["summary"]["dst_size"].as_u64().unwrap())
+    Ok(v["summary"]["dst_size_bytes"].as_u64().unwrap())
 }
 
 /// Go's dump of the source: committed next to the fixture, or live for other files.
@@ -87,7 +87,7 @@ fn trial(name: String, src: PathBuf, live: bool) -> Trial {
             let size = std::fs::metadata(&dst)?.len();
             assert_eq!(
                 size,
-                report["summary"]["dst_size"].as_u64().unwrap(),
+                report["summary"]["dst_size_bytes"].as_u64().unwrap(),
                 "{variant}: file is pgid * page size"
             );
             assert_eq!(

@@ -536,7 +536,7 @@ fn serve(src: Src, label: &str, at: At, rule: &str, version: &str) -> Result<(),
         std::fs::metadata(&info.path)?.len(),
         std::fs::metadata(&out)?.len(),
     );
-    assert_eq!(out_bytes, sum["dst_size"].as_u64().unwrap(), "{what}");
+    assert_eq!(out_bytes, sum["dst_size_bytes"].as_u64().unwrap(), "{what}");
 
     // What the plan left on disk: nothing <= R but one revision per live key, and the
     // tombstones at R only under `keep`.
@@ -594,7 +594,34 @@ fn serve(src: Src, label: &str, at: At, rule: &str, version: &str) -> Result<(),
     Ok(())
 }
 
-/// R at or below the compacted revision: exit 0, nothing compacted, same content.
+/// R at or below the compacted revision: exit 1 with etcd's message, as `hashkv --rev R`
+/// (the same code), and no output.
+fn compacted(src: Src, label: &str, at: At) -> Result<(), Failed> {
+    let info = src_info(src)?;
+    let r = at.resolve(&info)?;
+    let c = info.compacted.ok_or("never compacted")?;
+    assert!(r <= c, "R={r} is above the compacted revision {c}");
+    let dir = trial_dir(src, label)?;
+    let out = dir.join("out.db");
+    let o = compact(&info, &out, r, "keep");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let want = format!("revision {r} is at or below the compacted revision {c}");
+    assert!(err.contains(&want), "{err:?} lacks {want:?}");
+    assert!(err.contains("omit --revision to only defragment"), "{err}");
+    let h = boltpack(&["hashkv", s(&info.path), "--rev", &r.to_string()]);
+    assert_eq!(
+        h.status.code(),
+        o.status.code(),
+        "hashkv --rev {r}: same code"
+    );
+    assert!(!out.exists(), "an output was written");
+    assert_eq!(std::fs::read_dir(&dir)?.count(), 0, "a temp file was left");
+    Ok(())
+}
+
+/// R at or below the compacted revision of a never-compacted file (R = 0): exit 0,
+/// nothing compacted, same content.
 fn noop(src: Src, label: &str, at: At, version: &str) -> Result<(), Failed> {
     let info = src_info(src)?;
     let r = at.resolve(&info)?;
@@ -881,21 +908,27 @@ fn main() {
     add_serve(Src::Tiny, "tombstone_drop", Named("tomb"), "drop");
 
     for (src, label, at) in [
-        (Src::Fixture, "noop_r166_compacted", At::Fixed(166)),
-        (Src::Fixture, "noop_r100", At::Fixed(100)),
-        (Src::Pre, "noop_r0", At::Fixed(0)),
-        (Src::Final, "noop_at_compacted", At::Compacted),
-        (Src::Final, "noop_r10", At::Fixed(10)),
+        (Src::Fixture, "compacted_r166", At::Fixed(166)),
+        (Src::Fixture, "compacted_r100", At::Fixed(100)),
+        (Src::Final, "compacted_at_compacted", At::Compacted),
+        (Src::Final, "compacted_r10", At::Fixed(10)),
     ] {
-        let v = version.clone();
         trials.push((
             Trial::test(
                 format!("{}compact::{}::{label}", prefix(src), src.name()),
-                move || noop(src, label, at, &v),
+                move || compacted(src, label, at),
             ),
             src != Src::Fixture,
         ));
     }
+    let v = version.clone();
+    trials.push((
+        Trial::test(
+            format!("{}compact::{}::noop_r0", prefix(Src::Pre), Src::Pre.name()),
+            move || noop(Src::Pre, "noop_r0", At::Fixed(0), &v),
+        ),
+        true,
+    ));
     for src in [Src::Fixture, Src::Pre, Src::Final, Src::Tiny] {
         trials.push((
             Trial::test(

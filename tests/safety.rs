@@ -337,11 +337,17 @@ fn trailer_follows_the_source() -> Result<(), Failed> {
         assert_eq!(trailer_state(&out)?, want, "{name}");
         assert_eq!(report["summary"]["trailer"], want == "valid", "{name}");
         let size = std::fs::metadata(&out)?.len();
-        assert_eq!(report["summary"]["dst_size"], size, "{name}: reported size");
+        assert_eq!(
+            report["summary"]["dst_size_bytes"], size,
+            "{name}: reported size"
+        );
         let mut d = vec!["compact", path_str(src), "--dry-run", "--json"];
         d.extend(extra);
         let dry = json_out(&boltpack(&d))?;
-        assert_eq!(dry["summary"]["dst_size"], size, "{name}: dry run's size");
+        assert_eq!(
+            dry["summary"]["dst_size_bytes"], size,
+            "{name}: dry run's size"
+        );
         let c = boltpack(&["check", path_str(&out)]);
         assert_eq!(
             code(&c),

@@ -189,15 +189,15 @@ fn cli_trial(label: String, db: PathBuf, go_stats: Option<PathBuf>) -> Trial {
         let v: Value = serde_json::from_slice(&o.stdout).map_err(|e| e.to_string())?;
         assert_eq!(v["problems"], 0);
         let f = &v["file"];
-        assert_eq!(f["file_size"], std::fs::metadata(&db)?.len());
-        let ps = f["page_size"].as_u64().unwrap();
+        assert_eq!(f["file_size_bytes"], std::fs::metadata(&db)?.len());
+        let ps = f["page_size_bytes"].as_u64().unwrap();
         let pages = |k: &str| f[k]["pages"].as_u64().unwrap();
         assert_eq!(
             pages("live") + pages("free") + pages("unreachable"),
-            f["hwm"]
+            f["hwm_pages"]
                 .as_u64()
                 .unwrap()
-                .min(f["file_size"].as_u64().unwrap() / ps),
+                .min(f["file_size_bytes"].as_u64().unwrap() / ps),
             "live + free + unreachable = the pages below the hwm"
         );
         let runs_pages: u64 = f["free_runs"]["histogram"]
@@ -225,7 +225,7 @@ fn cli_trial(label: String, db: PathBuf, go_stats: Option<PathBuf>) -> Trial {
         // The db's pages: a snapshot's copy also ends in the 32-byte SHA-256 trailer,
         // which `snapshot restore` strips.
         let dry_pages = dry["summary"]["dst_pages"].as_u64().unwrap()
-            * dry["summary"]["page_size"].as_u64().unwrap();
+            * dry["summary"]["page_size_bytes"].as_u64().unwrap();
         assert_eq!(
             est["bytes"], dry_pages,
             "analyze's defragmented size vs compact --dry-run"
@@ -238,7 +238,7 @@ fn cli_trial(label: String, db: PathBuf, go_stats: Option<PathBuf>) -> Trial {
         if let Some(p) = &go_stats {
             let go = json_file(p);
             assert_eq!(f["free"]["pages"], go["free_page_n"], "free pages vs Go");
-            assert_eq!(f["hwm"], go["hwm"]);
+            assert_eq!(f["hwm_pages"], go["hwm"]);
             let ours: Vec<(Vec<String>, Value)> = buckets
                 .iter()
                 .map(|b| {

@@ -47,8 +47,8 @@ fuzz_target!(|data: &[u8]| {
         "the copy's content differs from the source's"
     );
     let how = Copying {
-        plan_only: false,
         digest: true,
+        ..Copying::default()
     };
     let w = copy_through(&db, &opts, &t, Vec::new(), how).expect("the copy was written once");
     assert_eq!(w.digest, Some(expected), "the writer's digest");

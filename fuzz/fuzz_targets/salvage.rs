@@ -13,18 +13,22 @@ fn holds(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(db) = Db::from_bytes(data.to_vec()) else {
+    // Both metas or the root page unusable: the page size and root found by scanning.
+    let Ok((db, rebuilt)) = boltpack::salvage::from_bytes(data.to_vec()) else {
         return;
     };
-    let Ok((_report, recovered)) = boltpack::salvage::plan(&db) else {
+    let opts = boltpack::salvage::SalvageOptions::default();
+    let Ok((_report, plan)) = boltpack::salvage::plan(&db, rebuilt.as_ref(), opts) else {
         return;
     };
     let mut t = Transform {
         salvage: true,
+        leave_out: plan.leave_out,
+        create: plan.create,
         ..Transform::default()
     };
-    if !recovered.is_empty() {
-        t.set.insert(boltpack::etcd::KEY_BUCKET.to_vec(), recovered);
+    if !plan.recovered.is_empty() {
+        t.set.insert(boltpack::etcd::KEY_BUCKET.to_vec(), plan.recovered);
     }
     let Ok((bytes, _)) = compact_to_vec(&db, &CompactOptions::default(), &t) else {
         return;

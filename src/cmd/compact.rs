@@ -210,6 +210,18 @@ fn resolve_mvcc<'a>(
              revision is a future revision\")"
         )));
     }
+    // etcd's Compact refuses R at or below the compacted revision (ErrCompacted), and
+    // `hashkv --rev R` exits 1 there too: an explicit R gets the same code. A computed R
+    // (--keep-revisions) that lands there has nothing to compact and only defragments.
+    if let (Some(r), Some(c)) = (m.revision, compacted)
+        && r <= c
+    {
+        return Err(Error::Revision(format!(
+            "revision {r} is at or below the compacted revision {c} (etcd: \"mvcc: required \
+             revision has been compacted\"): the file is compacted there already; omit \
+             --revision to only defragment"
+        )));
+    }
     let mut report = MvccReport {
         revision: None,
         current_revision: current,

@@ -16,7 +16,9 @@ pub struct MetaInfo {
     pub root: Option<u64>,
     /// `None` when no freelist page is persisted (NoFreelistSync).
     pub freelist: Option<u64>,
+    #[serde(rename = "hwm_pages")]
     pub hwm: Option<u64>,
+    #[serde(rename = "page_size_bytes")]
     pub page_size: Option<u32>,
     pub checksum: Option<String>,
     pub checksum_valid: Option<bool>,
@@ -24,14 +26,18 @@ pub struct MetaInfo {
 
 #[derive(Debug, Serialize)]
 pub struct Info {
+    #[serde(rename = "file_size_bytes")]
     pub file_size: u64,
+    #[serde(rename = "page_size_bytes")]
     pub page_size: u32,
     /// 0 or 1: the meta bbolt would use.
     pub active_meta: usize,
     pub metas: Vec<MetaInfo>,
     pub txid: u64,
+    #[serde(rename = "hwm_pages")]
     pub hwm: u64,
     /// `pgid * page_size`: what the file needs; the rest is preallocation or a trailer.
+    #[serde(rename = "used_size_bytes")]
     pub used_size: u64,
     pub freelist: FreelistKind,
     pub pages: PageCounts,

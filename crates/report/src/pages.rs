@@ -119,8 +119,8 @@ pub fn page_detail(db: &Db, id: PageId, max_value: usize) -> Result<Value> {
                 )
             })?;
             v["meta"] = json!({
-                "magic": format!("{:#010x}", m.magic), "version": m.version, "page_size": m.page_size,
-                "root": m.root.root, "freelist": m.freelist, "hwm": m.pgid, "txid": m.txid,
+                "magic": format!("{:08x}", m.magic), "version": m.version, "page_size_bytes": m.page_size,
+                "root": m.root.root, "freelist": m.freelist, "hwm_pages": m.pgid, "txid": m.txid,
                 "checksum": format!("{:016x}", m.checksum), "computed_checksum": format!("{:016x}", m.computed_checksum),
                 "valid": m.validate().err().map(|e| e.to_string()),
             });

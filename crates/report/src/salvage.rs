@@ -8,6 +8,19 @@ use boltpack::writer::CompactSummary;
 
 pub fn render(r: &SalvageReport, s: &CompactSummary, dst: &Path) -> String {
     let mut o = String::new();
+    if let Some(root) = &r.rebuilt_root {
+        let _ = writeln!(
+            o,
+            "root         {}: read through an earlier copy at page {} (byte offset {}), the best of {} candidates{}",
+            root.why,
+            root.page,
+            root.offset,
+            root.candidates,
+            root.consistent_index
+                .map(|i| format!(" (its meta/consistent_index {i})"))
+                .unwrap_or_default()
+        );
+    }
     if r.damaged.is_empty() {
         let _ = writeln!(o, "damage       none found: the copy holds every entry");
     }
@@ -30,12 +43,21 @@ pub fn render(r: &SalvageReport, s: &CompactSummary, dst: &Path) -> String {
         "kept         {} entries read from the tree",
         r.entries_from_tree
     );
-    if let Some(c) = r.compact_revision {
-        let _ = writeln!(
-            o,
-            "recovered    {} key-bucket revisions from intact leaf pages outside the tree (only above the compact revision {c})",
-            r.key_entries_recovered
-        );
+    match r.compact_revision {
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "recovered    {} key-bucket entries from intact leaf pages outside the tree (above the compact revision {c}; at or below it only those whose key's next version lies above it)",
+                r.key_entries_recovered
+            );
+        }
+        None if !r.lost_revision_ranges.is_empty() => {
+            let _ = writeln!(
+                o,
+                "recovered    nothing from pages outside the tree: the compact revision is unknown (`meta` is lost), and below it an old page could bring a deleted key back. If you know it (`boltpack hashkv` of another member or of a backup prints it; 0 if the cluster never compacted), run again with --compact-revision R"
+            );
+        }
+        None => {}
     }
     if !r.conflicting_revisions.is_empty() {
         let _ = writeln!(

@@ -252,11 +252,16 @@ fn next_steps(s: &Summary, path: &Path) -> Vec<String> {
     let worth = |saving: i64| saving > 0 && saving as f64 >= s.file_size_bytes as f64 * 0.1;
     if let Some(e) = &s.etcd {
         let saving = e.compaction_saving_bytes.unwrap_or(0);
+        // `compact --revision R` refuses R at or below the compacted revision (as etcd
+        // does): a file compacted at its current revision only needs the defrag.
+        let compactable = e.current_revision > e.compacted_revision.unwrap_or(0);
+        let at_current = if compactable {
+            format!(" --revision {}", e.current_revision)
+        } else {
+            String::new()
+        };
         if e.nospace {
-            next.push(target(&format!(
-                " --revision {} --disarm",
-                e.current_revision
-            )));
+            next.push(target(&format!("{at_current} --disarm")));
             if e.members > 1 {
                 next.push(format!(
                     "alarms are cluster-wide: every one of the {} members needs the same step (or restore one compacted snapshot on all)",
@@ -265,8 +270,8 @@ fn next_steps(s: &Summary, path: &Path) -> Vec<String> {
             }
             return next;
         }
-        if worth(saving) && saving > s.defrag_saving_bytes as i64 {
-            next.push(target(&format!(" --revision {}", e.current_revision)));
+        if compactable && worth(saving) && saving > s.defrag_saving_bytes as i64 {
+            next.push(target(&at_current));
             return next;
         }
     }

@@ -29,7 +29,9 @@ impl Amount {
 /// 1, 2–3, 4–7, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RunBin {
+    #[serde(rename = "min_len_pages")]
     pub min_len: u64,
+    #[serde(rename = "max_len_pages")]
     pub max_len: u64,
     /// Runs in this bin.
     pub runs: u64,
@@ -42,6 +44,7 @@ pub struct RunBin {
 pub struct FreeRuns {
     pub count: u64,
     /// Length in pages of the longest run (0 when nothing is free).
+    #[serde(rename = "largest_pages")]
     pub largest: u64,
     /// First page of the longest run (the first one, on a tie).
     pub largest_at: Option<u64>,
@@ -186,11 +189,15 @@ pub fn exact_defrag(db: &Db, plan: &CompactSummary) -> DefragEstimate {
 /// File-level figures (see [`crate::analyze::Analysis`] for the JSON contract).
 #[derive(Debug, Clone, Serialize)]
 pub struct FileFigures {
+    #[serde(rename = "file_size_bytes")]
     pub file_size: u64,
+    #[serde(rename = "page_size_bytes")]
     pub page_size: u32,
     /// Pages `[0, hwm)` are bbolt's; the rest of the file is preallocation or a trailer.
+    #[serde(rename = "hwm_pages")]
     pub hwm: u64,
     /// `hwm * page_size`.
+    #[serde(rename = "used_size_bytes")]
     pub used_size: u64,
     /// Bytes past `used_size` (0 for a file truncated below its hwm).
     pub past_hwm_bytes: u64,

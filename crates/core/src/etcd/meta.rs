@@ -73,7 +73,13 @@ impl EtcdMeta {
     /// Read the `meta` bucket. A file without one is not an etcd backend (`NotFound`);
     /// a value of the wrong shape is corruption (etcd itself panics on those).
     pub fn read(db: &Db) -> Result<EtcdMeta> {
-        let Some(meta) = Bucket::root_of(db).bucket(META_BUCKET)? else {
+        EtcdMeta::read_under(db, Bucket::root_of(db))
+    }
+
+    /// [`EtcdMeta::read`] from the `meta` bucket under `root` (salvage: a copy of the root
+    /// bucket's page found elsewhere in the file).
+    pub fn read_under<'a>(db: &'a Db, root: Bucket<'a>) -> Result<EtcdMeta> {
+        let Some(meta) = root.bucket(META_BUCKET)? else {
             return Err(Error::NotFound(
                 "no `meta` bucket: not an etcd backend file".into(),
             ));

@@ -115,8 +115,10 @@ pub struct SnapshotStatus {
     /// etcd 3.6 `totalKey`: user keys whose newest entry is a put (live keys).
     pub total_key_etcd36: u64,
     /// `tx.Size()`: high-water mark × page size.
+    #[serde(rename = "total_size_bytes")]
     pub total_size: u64,
     /// The file's length (with trailer and any bytes past the high-water mark).
+    #[serde(rename = "file_size_bytes")]
     pub file_size: u64,
     pub trailer: Trailer,
     /// Exactly the object `etcdctl snapshot status -w json` prints (3.4 / 3.5).

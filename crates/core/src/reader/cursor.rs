@@ -48,6 +48,38 @@ impl<'a> Bucket<'a> {
         }
     }
 
+    /// An empty (inline) bucket: what the copy holds for a bucket salvage creates anew.
+    /// Its node has no elements, so nothing is ever located through its bytes (which are
+    /// not the file's).
+    pub fn empty(db: &'a Db) -> Bucket<'a> {
+        /// A leaf page header with no elements.
+        static EMPTY_LEAF: [u8; crate::format::page::PAGE_HEADER_SIZE] = {
+            let mut p = [0u8; crate::format::page::PAGE_HEADER_SIZE];
+            p[crate::format::page::FLAGS_OFFSET] = crate::format::page::LEAF_PAGE_FLAG as u8;
+            p
+        };
+        let node = Node::new(db, &EMPTY_LEAF, true).expect("an empty leaf parses");
+        Bucket {
+            db,
+            header: BucketHeader {
+                root: 0,
+                sequence: 0,
+            },
+            root: Root::Inline(node),
+        }
+    }
+
+    /// A top-level bucket whose tree starts at page `root` (salvage: a copy of the root
+    /// bucket's page found elsewhere in the file).
+    pub fn at_page(db: &'a Db, root: PageId) -> Bucket<'a> {
+        let header = BucketHeader { root, sequence: 0 };
+        Bucket {
+            db,
+            header,
+            root: Root::Page(root),
+        }
+    }
+
     /// The sub-bucket whose bucket value (leaf entry with the bucket flag) is `value`.
     pub fn open(db: &'a Db, value: &'a [u8]) -> Result<Bucket<'a>> {
         let at = db.offset_of(value);

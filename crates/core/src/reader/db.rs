@@ -123,62 +123,13 @@ impl Db {
     }
 
     fn from_source(source: Source) -> Result<Db> {
-        let bytes = source.bytes();
-        let size = bytes.len() as u64;
-        if size < 2 * u64::from(MIN_PAGE_SIZE) {
-            return Err(Error::TooSmall { size });
-        }
-        let meta0 = Meta::parse(bytes).and_then(|m| m.validate().map(|()| m));
-        // Page size: meta 0's when valid; otherwise probe meta 1 at 1 KiB .. 16 MiB as
-        // bbolt >= 1.3.7 does (`getPageSizeFromSecondMeta`).
-        let page_size = match &meta0 {
-            Ok(m) => Some(m.page_size),
-            Err(_) => probe_meta1(bytes),
-        };
-        let Some(page_size) = page_size else {
-            return Err(Error::NoValidMeta {
-                meta0: meta0.unwrap_err(),
-                meta1: MetaError::NotFound,
-            });
-        };
-        let off1 = page_size as usize;
-        let meta1 = match bytes.get(off1..) {
-            None => Err(MetaError::Truncated),
-            Some(b) => Meta::parse(b).and_then(|m| {
-                m.validate()?;
-                if m.page_size != page_size {
-                    return Err(MetaError::PageSizeMismatch {
-                        found: m.page_size,
-                        expected: page_size,
-                    });
-                }
-                Ok(m)
-            }),
-        };
-        // `db.meta()`: the candidate is meta 1 only when its txid is strictly higher;
-        // fall back to the other one when the candidate is invalid.
-        let active = match (&meta0, &meta1) {
-            (Ok(m0), Ok(m1)) => usize::from(m1.txid > m0.txid),
-            (Ok(_), Err(_)) => 0,
-            (Err(_), Ok(_)) => 1,
-            (Err(e0), Err(e1)) => {
-                return Err(Error::NoValidMeta {
-                    meta0: e0.clone(),
-                    meta1: e1.clone(),
-                });
-            }
-        };
-        let metas = [
-            MetaSlot {
-                offset: 0,
-                meta: meta0,
-            },
-            MetaSlot {
-                offset: off1 as u64,
-                meta: meta1,
-            },
-        ];
-        Ok(Db {
+        let (page_size, metas, active) = read_metas(source.bytes())?;
+        Ok(Db::assemble(source, page_size, metas, active))
+    }
+
+    fn assemble(source: Source, page_size: u32, metas: [MetaSlot; 2], active: usize) -> Db {
+        let size = source.bytes().len() as u64;
+        Db {
             source,
             page_size,
             metas,
@@ -187,7 +138,58 @@ impl Db {
                 .clamp(RELEASE_EVERY_MIN_BYTES, RELEASE_EVERY_BYTES)
                 .into(),
             bytes_read: 0.into(),
-        })
+        }
+    }
+
+    /// Salvage only: open a file whose two metas are both unusable, through the meta
+    /// `found` makes from the file's bytes (a page size and root found by scanning), or
+    /// the metas' error when it finds none.
+    pub fn open_with_found_meta(
+        path: impl AsRef<Path>,
+        opts: OpenOptions,
+        found: impl FnOnce(&[u8]) -> Option<Meta>,
+    ) -> Result<Db> {
+        Db::with_found_meta(open_source(path.as_ref(), opts.lock)?, found)
+    }
+
+    /// [`Db::open_with_found_meta`] over bytes in memory (fuzzing).
+    pub fn from_bytes_with_found_meta(
+        bytes: Vec<u8>,
+        found: impl FnOnce(&[u8]) -> Option<Meta>,
+    ) -> Result<Db> {
+        Db::with_found_meta(Source::Owned(bytes), found)
+    }
+
+    fn with_found_meta(source: Source, found: impl FnOnce(&[u8]) -> Option<Meta>) -> Result<Db> {
+        let (meta0, meta1) = match read_metas(source.bytes()) {
+            Ok((page_size, metas, active)) => {
+                return Ok(Db::assemble(source, page_size, metas, active));
+            }
+            Err(Error::NoValidMeta { meta0, meta1 }) => (meta0, meta1),
+            Err(e) => return Err(e),
+        };
+        let Some(m) = found(source.bytes()) else {
+            return Err(Error::NoValidMeta { meta0, meta1 });
+        };
+        let metas = [
+            MetaSlot {
+                offset: 0,
+                meta: Ok(m),
+            },
+            MetaSlot {
+                offset: u64::from(m.page_size),
+                meta: Err(meta1),
+            },
+        ];
+        Ok(Db::assemble(source, m.page_size, metas, 0))
+    }
+
+    /// Salvage only: read the file through `meta` from now on (the active meta with its
+    /// root page replaced by a copy found elsewhere in the file). Its page size must be
+    /// the file's.
+    pub fn replace_meta_for_salvage(&mut self, meta: Meta) {
+        assert_eq!(meta.page_size, self.page_size, "the file's page size");
+        self.metas[self.active].meta = Ok(meta);
     }
 
     /// Bytes of pages read so far by every walk and cursor over this db, on all threads
@@ -373,6 +375,65 @@ impl Db {
             })?;
         Ok(PageRef { id, header, data })
     }
+}
+
+/// The page size, both metas and the active one's index (`db.meta`, bb136 `db.go`).
+fn read_metas(bytes: &[u8]) -> Result<(u32, [MetaSlot; 2], usize)> {
+    let size = bytes.len() as u64;
+    if size < 2 * u64::from(MIN_PAGE_SIZE) {
+        return Err(Error::TooSmall { size });
+    }
+    let meta0 = Meta::parse(bytes).and_then(|m| m.validate().map(|()| m));
+    // Page size: meta 0's when valid; otherwise probe meta 1 at 1 KiB .. 16 MiB as
+    // bbolt >= 1.3.7 does (`getPageSizeFromSecondMeta`).
+    let page_size = match &meta0 {
+        Ok(m) => Some(m.page_size),
+        Err(_) => probe_meta1(bytes),
+    };
+    let Some(page_size) = page_size else {
+        return Err(Error::NoValidMeta {
+            meta0: meta0.unwrap_err(),
+            meta1: MetaError::NotFound,
+        });
+    };
+    let off1 = page_size as usize;
+    let meta1 = match bytes.get(off1..) {
+        None => Err(MetaError::Truncated),
+        Some(b) => Meta::parse(b).and_then(|m| {
+            m.validate()?;
+            if m.page_size != page_size {
+                return Err(MetaError::PageSizeMismatch {
+                    found: m.page_size,
+                    expected: page_size,
+                });
+            }
+            Ok(m)
+        }),
+    };
+    // `db.meta()`: the candidate is meta 1 only when its txid is strictly higher;
+    // fall back to the other one when the candidate is invalid.
+    let active = match (&meta0, &meta1) {
+        (Ok(m0), Ok(m1)) => usize::from(m1.txid > m0.txid),
+        (Ok(_), Err(_)) => 0,
+        (Err(_), Ok(_)) => 1,
+        (Err(e0), Err(e1)) => {
+            return Err(Error::NoValidMeta {
+                meta0: e0.clone(),
+                meta1: e1.clone(),
+            });
+        }
+    };
+    let metas = [
+        MetaSlot {
+            offset: 0,
+            meta: meta0,
+        },
+        MetaSlot {
+            offset: off1 as u64,
+            meta: meta1,
+        },
+    ];
+    Ok((page_size, metas, active))
 }
 
 /// Find meta 1 when meta 0 is unusable: try each page size bbolt allows.

@@ -21,11 +21,15 @@ use super::node::Node;
 /// Something wrong in the file, located by page and byte offset.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
+    /// The page the problem is on.
     pub page: PageId,
+    /// Where in the file, in bytes from its start.
+    #[serde(rename = "byte_offset")]
     pub offset: u64,
-    /// Not in `check --json` yet (its fields stay as they were); tests match on it.
-    #[serde(skip)]
+    /// What kind of damage (`bounds`, `page_type`, `key_order`, `shape`, `reach`, `meta`,
+    /// `freelist`, `etcd`): for scripts to match on; `what` says the details.
     pub kind: DamageKind,
+    /// The problem in words.
     pub what: String,
 }
 

@@ -19,6 +19,10 @@
 //!    digest-verified): nothing is invented, every entry is byte-identical to one the file
 //!    holds, in key order.
 
+mod root;
+
+pub use root::{RebuiltRoot, from_bytes, open};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -88,13 +92,97 @@ pub struct SalvageReport {
     pub lost_key_ranges: Vec<Damaged>,
     /// Nothing was lost: every damaged range was filled.
     pub complete: bool,
+    /// The root bucket's page (or both metas) could not be read: the earlier copy of the
+    /// root used instead.
+    pub rebuilt_root: Option<RebuiltRoot>,
 }
 
-/// Read the damage and plan the recovery: the report and the entries to put back into the
-/// `key` bucket.
-pub fn plan(db: &Db) -> Result<(SalvageReport, Entries)> {
+/// What an earlier copy of the root costs: the buckets left out (etcd: all but `key`,
+/// whose content may be stale there) and the end of the `key` bucket, where the
+/// transactions after that copy wrote.
+struct FromEarlierRoot {
+    leave_out: std::collections::BTreeSet<Vec<u8>>,
+    lost: Vec<Damaged>,
+    key_after: Option<KeyRange>,
+}
+
+fn from_earlier_root(db: &Db, r: &RebuiltRoot) -> FromEarlierRoot {
+    let mut out = FromEarlierRoot {
+        leave_out: Default::default(),
+        lost: Vec::new(),
+        key_after: None,
+    };
+    let copy = format!("page {} (byte offset {})", r.page, r.offset);
+    let advice = if r.etcd {
+        "; the buckets other than `key` are left out (their content may be stale there): \
+         restore the copy with `etcdctl snapshot restore`, which rebuilds `meta` and \
+         `members`, then create leases, users and roles again"
+    } else {
+        ", so what later transactions changed may be missing and what they deleted may be back"
+    };
+    out.lost.push(Damaged {
+        bucket: "(root)".into(),
+        page: Some(r.page),
+        offset: Some(r.offset),
+        why: format!(
+            "{}: read through an earlier copy of the root bucket's page, {copy}{advice}",
+            r.why
+        ),
+        from: None,
+        to: None,
+    });
+    if !r.etcd {
+        return out;
+    }
+    for e in Bucket::root_of(db).iter_salvaging().flatten() {
+        if e.is_bucket() && e.key != KEY_BUCKET {
+            out.leave_out.insert(e.key.to_vec());
+            out.lost.push(Damaged {
+                bucket: text_or_hex(e.key),
+                page: Some(r.page),
+                offset: Some(r.offset),
+                why: "left out: only the earlier copy of the root bucket's page lists it".into(),
+                from: None,
+                to: None,
+            });
+        }
+    }
+    // Revisions after the copy's last one were written by later transactions: looked for
+    // on other pages, and open-ended when none is found.
+    if let Ok(Some(last)) = crate::etcd::last_key_revision(db) {
+        out.key_after = Some((Some((last + 1).to_be_bytes().to_vec()), None));
+    }
+    out
+}
+
+/// What the copy takes besides the tree: the entries put back into the `key` bucket, and
+/// the top-level buckets it leaves out.
+pub struct Plan {
+    pub recovered: Entries,
+    pub leave_out: std::collections::BTreeSet<Vec<u8>>,
+    /// Top-level buckets the copy creates (the `key` bucket, when its own is gone).
+    pub create: std::collections::BTreeSet<Vec<u8>>,
+}
+
+/// What the operator tells salvage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SalvageOptions {
+    /// The compact revision to assume (0: never compacted) when `meta` is lost: revisions
+    /// above it are then taken from pages outside the tree. With `meta` readable the
+    /// higher of the two is used.
+    pub compact_revision: Option<i64>,
+}
+
+/// Read the damage and plan the recovery: the report and the [`Plan`]. `rebuilt`: the
+/// root was read through an earlier copy of its page ([`open`]).
+pub fn plan(
+    db: &Db,
+    rebuilt: Option<&RebuiltRoot>,
+    opts: SalvageOptions,
+) -> Result<(SalvageReport, Plan)> {
     let mut damaged = Vec::new();
     let mut key_lost: Vec<KeyRange> = Vec::new();
+    let earlier = rebuilt.map(|r| from_earlier_root(db, r));
     // The `key` bucket itself is gone (its entry in the root, or its header): nothing can
     // be put back into it, since the copy only has the buckets the tree still shows.
     let mut key_gone = false;
@@ -121,21 +209,33 @@ pub fn plan(db: &Db) -> Result<(SalvageReport, Entries)> {
             damaged.push(describe(&bucket, lost));
         },
     )?;
-    let compact = compact_guard(db);
+    if let Some(e) = &earlier {
+        key_lost.extend(e.key_after.clone());
+        damaged.extend(e.lost.iter().cloned());
+    }
+    let compact = compact_guard(db)
+        .max(rebuilt.and_then(|r| r.compact_guard))
+        .max(opts.compact_revision);
+    // The `key` bucket itself is gone: all of it is looked for on other pages, and the
+    // copy gets a new `key` bucket when any is found.
+    if key_gone {
+        key_lost = vec![(None, None)];
+    }
     let (recovered, conflicts) = match compact {
-        Some(c) if !key_lost.is_empty() && !key_gone => recover_key_entries(db, &key_lost, c),
+        Some(c) if !key_lost.is_empty() => recover_key_entries(db, &key_lost, c),
         _ => (BTreeMap::new(), Vec::new()),
     };
-    let lost_revision_ranges = if key_gone {
-        vec![RevisionRange { from: 1, to: None }]
-    } else {
-        lost_revisions(&key_lost, &recovered)
-    };
+    let lost_revision_ranges = lost_revisions(&key_lost, &recovered, compact.unwrap_or(-1));
+    let mut create = std::collections::BTreeSet::new();
+    if key_gone && !recovered.is_empty() {
+        create.insert(KEY_BUCKET.to_vec());
+    }
     let lost_key_ranges: Vec<Damaged> = damaged
         .iter()
-        .filter(|d| d.bucket != "key" || compact.is_none() || key_gone)
+        .filter(|d| d.bucket != "key" || compact.is_none())
         .cloned()
         .collect();
+    let leave_out = earlier.map(|e| e.leave_out).unwrap_or_default();
     let report = SalvageReport {
         complete: lost_revision_ranges.is_empty() && lost_key_ranges.is_empty(),
         damaged,
@@ -145,24 +245,36 @@ pub fn plan(db: &Db) -> Result<(SalvageReport, Entries)> {
         lost_revision_ranges,
         compact_revision: compact,
         lost_key_ranges,
+        rebuilt_root: rebuilt.cloned(),
     };
-    Ok((report, recovered))
+    Ok((
+        report,
+        Plan {
+            recovered,
+            leave_out,
+            create,
+        },
+    ))
 }
 
 /// Salvage `db` into `dst` (see the module documentation).
 pub fn salvage_file(
     db: &Db,
+    rebuilt: Option<&RebuiltRoot>,
+    salvage: SalvageOptions,
     dst: &Path,
     opts: &CompactOptions,
     out: &FileOutput<'_>,
 ) -> Result<(SalvageReport, CompactSummary)> {
-    let (report, recovered) = plan(db)?;
+    let (report, plan) = plan(db, rebuilt, salvage)?;
     let mut t = Transform {
         salvage: true,
+        leave_out: plan.leave_out,
+        create: plan.create,
         ..Transform::default()
     };
-    if !recovered.is_empty() {
-        t.set.insert(KEY_BUCKET.to_vec(), recovered);
+    if !plan.recovered.is_empty() {
+        t.set.insert(KEY_BUCKET.to_vec(), plan.recovered);
     }
     let summary = compact_file(db, dst, opts, &t, out)?;
     Ok((report, summary))
@@ -237,32 +349,80 @@ fn in_lost(key: &[u8], lost: &[KeyRange]) -> bool {
 
 /// Entries of intact `key` bucket leaf pages anywhere in the file that fall in a lost
 /// range and lie above `compact`; revisions seen with two different values are left out.
+/// At or below `compact`, an entry is taken only when it provably survived compaction:
+/// its generation goes on above `compact` with the very next version (see
+/// [`survivors_below`]).
 fn recover_key_entries(db: &Db, lost: &[KeyRange], compact: i64) -> (Entries, Vec<i64>) {
     let mut found: Entries = BTreeMap::new();
+    let mut below: Entries = BTreeMap::new();
     let mut conflicts = std::collections::BTreeSet::new();
     for id in 2..db.file_pages() {
         let Some(entries) = revision_leaf(db, id) else {
             continue;
         };
         for (key, value, r) in entries {
-            if r.main <= compact || !in_lost(key, lost) {
+            if !in_lost(key, lost) {
                 continue;
             }
-            match found.get(key) {
+            let into = if r.main <= compact {
+                &mut below
+            } else {
+                &mut found
+            };
+            match into.get(key) {
                 Some(v) if v.as_slice() != value => {
                     conflicts.insert(r.main);
                 }
                 Some(_) => {}
                 None => {
-                    found.insert(key.to_vec(), value.to_vec());
+                    into.insert(key.to_vec(), value.to_vec());
                 }
             }
         }
     }
-    for k in conflicts.iter() {
-        found.retain(|key, _| RevisionKey::parse(key).map(|r| r.main) != Ok(*k));
-    }
+    let main_of = |key: &[u8]| RevisionKey::parse(key).map(|r| r.main);
+    found.retain(|key, _| !main_of(key).is_ok_and(|m| conflicts.contains(&m)));
+    below.retain(|key, _| !main_of(key).is_ok_and(|m| conflicts.contains(&m)));
+    let survivors = survivors_below(db, compact, &found, below);
+    found.extend(survivors);
     (found, conflicts.into_iter().collect())
+}
+
+/// The entries of `below` (at or below `compact`, from pages outside the tree) that
+/// survived the compaction for certain: a put whose key has an entry above `compact`
+/// (in the tree or in `above`) of the same generation (create revision) with the next
+/// version. That entry is the put right after it, so it was the newest of its key at
+/// `compact`, which compaction keeps; a stale copy of a removed entry never qualifies.
+fn survivors_below(db: &Db, compact: i64, above: &Entries, below: Entries) -> Entries {
+    if below.is_empty() {
+        return below;
+    }
+    let mut next: std::collections::HashSet<(Vec<u8>, i64, i64)> = Default::default();
+    let mut note = |k: &[u8], v: &[u8]| {
+        if let (Ok(r), Ok(kv)) = (RevisionKey::parse(k), KeyValue::decode(v))
+            && r.main > compact
+            && !r.tombstone
+        {
+            next.insert((kv.key.to_vec(), kv.create_revision, kv.version));
+        }
+    };
+    for (k, v) in above {
+        note(k, v);
+    }
+    if let Ok(Some(key)) = Bucket::root_of(db).bucket(KEY_BUCKET) {
+        for e in key.iter_salvaging().flatten() {
+            note(e.key, e.value);
+        }
+    }
+    below
+        .into_iter()
+        .filter(|(k, v)| {
+            let (Ok(r), Ok(kv)) = (RevisionKey::parse(k), KeyValue::decode(v)) else {
+                return false;
+            };
+            !r.tombstone && next.contains(&(kv.key.to_vec(), kv.create_revision, kv.version + 1))
+        })
+        .collect()
 }
 
 /// Page `id` when it is an intact `key` bucket leaf: its header names its position, its
@@ -290,7 +450,9 @@ fn revision_leaf(db: &Db, id: u64) -> Option<RevisionEntries<'_>> {
 
 /// The main-revision ranges inside the `key` bucket's lost ranges that hold no recovered
 /// entry.
-fn lost_revisions(lost: &[KeyRange], recovered: &Entries) -> Vec<RevisionRange> {
+/// At or below `compact` a revision keeps only the entries that survived compaction, so a
+/// recovered one does not show that all of its entries are back: those stay in the ranges.
+fn lost_revisions(lost: &[KeyRange], recovered: &Entries, compact: i64) -> Vec<RevisionRange> {
     // A bound may be a revision key with a 0 byte appended (just after an entry).
     let main = |k: &Option<Vec<u8>>| {
         let b: [u8; 8] = k.as_deref()?.get(..8)?.try_into().ok()?;
@@ -299,6 +461,7 @@ fn lost_revisions(lost: &[KeyRange], recovered: &Entries) -> Vec<RevisionRange> 
     let mains: Vec<i64> = recovered
         .keys()
         .filter_map(|k| RevisionKey::parse(k).ok().map(|r| r.main))
+        .filter(|&m| m > compact)
         .collect();
     let mut ranges = Vec::new();
     for (from, to) in lost {

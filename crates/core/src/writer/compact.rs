@@ -69,11 +69,14 @@ impl Default for CompactOptions {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CompactSummary {
+    #[serde(rename = "page_size_bytes")]
     pub page_size: u32,
+    #[serde(rename = "src_file_size_bytes")]
     pub src_file_size: u64,
     pub src_pages: u64,
     pub dst_pages: u64,
     /// The copy's file size: its pages, and the SHA-256 trailer when it has one.
+    #[serde(rename = "dst_size_bytes")]
     pub dst_size: u64,
     /// The copy ends in `etcdctl snapshot save`'s SHA-256 trailer.
     pub trailer: bool,
@@ -99,6 +102,94 @@ struct Writer<'a, W: Write> {
     /// taken as the items go by (on another thread): verification then needs no second
     /// pass over the source.
     digest: Option<DigestFeed<'a>>,
+    /// Where the copy's final size is estimated as it goes (see [`SizeEstimate`]).
+    estimate: Option<SizeEstimate<'a>>,
+}
+
+/// The copy's final size, estimated from how far the `key` bucket (nearly all of an etcd
+/// file) has come, reported as [`Progress::Total`] every [`SizeEstimate::EVERY`] pages.
+/// Below the compaction revision R the copy keeps a few entries, above it all of them, so
+/// the two parts are estimated apart: below R, the bytes written so far over the fraction
+/// of `[first, R]` passed, plus the source's share of bytes above R; above R, what is
+/// written plus the bytes per revision written since R times the revisions left. Without
+/// a compaction now R is the one already done, or else the first revision, and the estimate is the written bytes over the
+/// fraction of the revision span passed.
+struct SizeEstimate<'p> {
+    first: i64,
+    last: i64,
+    /// The compaction revision (`first` when nothing is compacted).
+    rev: i64,
+    /// The source's bytes in use (high-water mark), for the part above R seen from below.
+    src_bytes: f64,
+    /// Bytes of the copy when its first entry above R went in.
+    at_rev: Option<f64>,
+    reported: PageId,
+    progress: ProgressFn<'p>,
+}
+
+impl SizeEstimate<'_> {
+    const EVERY: PageId = 1024;
+
+    fn of<'p>(
+        db: &Db,
+        rev: Option<i64>,
+        progress: Option<ProgressFn<'p>>,
+    ) -> Option<SizeEstimate<'p>> {
+        let progress = progress?;
+        let key = Bucket::root_of(db).bucket(KEY_BUCKET).ok()??;
+        let first = crate::etcd::RevisionKey::parse(key.iter().next()?.ok()?.key).ok()?;
+        let last = crate::etcd::last_key_revision(db).ok()??;
+        // Without a compaction now, entries below an earlier one are as sparse.
+        let rev = rev.or_else(|| {
+            let rules = crate::etcd::Rules::ETCD_3_4_23;
+            let (_, revs) = crate::etcd::Revisions::read(db, &rules).ok()?;
+            (revs.compacted > 0).then_some(revs.compacted)
+        });
+        (last > first.main).then_some(SizeEstimate {
+            first: first.main,
+            last,
+            rev: rev.unwrap_or(first.main).clamp(first.main, last),
+            src_bytes: db.hwm() as f64 * f64::from(db.page_size()),
+            at_rev: None,
+            reported: 0,
+            progress,
+        })
+    }
+
+    /// A `key` bucket entry with revision key `key` went into the copy, whose pages so far
+    /// end at `next` (of `page_size` bytes).
+    fn at(&mut self, key: &[u8], next: PageId, page_size: usize) {
+        if key.len() < 8 {
+            return;
+        }
+        let main = i64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
+        let written = next as f64 * page_size as f64;
+        if main > self.rev && self.at_rev.is_none() {
+            self.at_rev = Some(written);
+        }
+        if next < self.reported + Self::EVERY {
+            return;
+        }
+        self.reported = next;
+        let span = |a: i64, b: i64| (b - a).max(1) as f64;
+        // Too early in a part, its rate says little yet.
+        let total = match self.at_rev {
+            None => {
+                let done = span(self.first, main) / span(self.first, self.rev);
+                let above =
+                    self.src_bytes * span(self.rev, self.last) / span(self.first, self.last);
+                (done >= 0.02).then(|| written / done + above)
+            }
+            Some(at) => {
+                let rate = (written - at) / span(self.rev, main);
+                let early = span(self.rev, main) < 0.02 * span(self.rev, self.last);
+                (!early).then(|| written + rate * span(main, self.last))
+            }
+        };
+        if let Some(total) = total {
+            (self.progress)(Progress::Total(total as u64));
+        }
+    }
 }
 
 impl<'a, W: Write> Writer<'a, W> {
@@ -164,6 +255,11 @@ impl<'a, W: Write> Writer<'a, W> {
                     self.keys += 1;
                     if let Some(d) = &mut self.digest {
                         d.push(DigestRec::Entry(p.len(), key, value));
+                    }
+                    if let Some(e) = &mut self.estimate
+                        && p[..] == [KEY_BUCKET]
+                    {
+                        e.at(key, self.sink.next_id(), self.sink.page_size());
                     }
                     LeafItem {
                         flags: 0,
@@ -231,12 +327,14 @@ pub struct Written<W> {
 }
 
 /// What a copy pass does besides laying out pages.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Copying {
+#[derive(Clone, Copy, Default)]
+pub struct Copying<'p> {
     /// Plan only: allocate page ids, write no page images (the sizes come out exact).
     pub plan_only: bool,
     /// Take the content digest on the way ([`Written::digest`]).
     pub digest: bool,
+    /// Told the copy's estimated final size as it goes ([`Progress::Total`]).
+    pub progress: Option<ProgressFn<'p>>,
 }
 
 /// Copy `db` through the writer into `out`. `out` receives the whole file except the meta
@@ -259,7 +357,7 @@ pub fn plan_copy<'a>(
 ) -> Result<CompactSummary> {
     let plan = Copying {
         plan_only: true,
-        digest: false,
+        ..Copying::default()
     };
     Ok(copy_through(db, opts, t, std::io::sink(), plan)?.summary)
 }
@@ -270,7 +368,7 @@ pub fn copy_through<'a, W: Write>(
     opts: &CompactOptions,
     t: &'a Transform<'a>,
     out: W,
-    how: Copying,
+    how: Copying<'a>,
 ) -> Result<Written<W>> {
     if !how.digest {
         return copy_with(db, opts, t, out, how, None);
@@ -289,7 +387,7 @@ fn copy_with<'a, W: Write>(
     opts: &CompactOptions,
     t: &'a Transform<'a>,
     mut out: W,
-    how: Copying,
+    how: Copying<'a>,
     digest: Option<DigestFeed<'a>>,
 ) -> Result<Written<W>> {
     let start = Instant::now();
@@ -314,6 +412,11 @@ fn copy_with<'a, W: Write>(
         keys: 0,
         dropped: 0,
         digest,
+        estimate: SizeEstimate::of(
+            db,
+            t.plan.map(|p| p.rev),
+            how.progress.filter(|_| !how.plan_only),
+        ),
     };
     let root = w.bucket(&mut Vec::new(), Bucket::root_of(db))?;
     let freelist_id = match freelist {
@@ -386,6 +489,9 @@ pub fn compact_to_vec<'a>(
 pub enum Progress {
     /// Bytes of the copy written so far.
     Written(u64),
+    /// The copy's estimated final size, refined as it goes (etcd files: by how far the
+    /// `key` bucket's revisions have come). The last `Written` before `Verifying` is exact.
+    Total(u64),
     /// Re-reading and checking the copy.
     Verifying,
 }
@@ -476,6 +582,7 @@ pub fn compact_file<'a>(
         let how = Copying {
             plan_only: false,
             digest: check_output,
+            progress,
         };
         // Name the temp file in write errors (a full disk shows up here).
         let w = copy_through(db, opts, t, counted, how).map_err(|e| match e {
@@ -537,6 +644,43 @@ mod tests {
     use super::*;
     use crate::writer::digest::{content_digest, expected_digest};
 
+    /// A compaction at the midpoint of revisions 1..=10000 keeping one page per 100
+    /// revisions below it and one page per 2 above it: the estimate is the true final
+    /// size (2550 pages) from 2% of the way on, both below R and above it.
+    #[test]
+    fn the_size_estimate_follows_what_is_kept_below_and_above_the_compaction() {
+        let totals = std::cell::RefCell::new(Vec::new());
+        let record = |p: Progress| {
+            if let Progress::Total(t) = p {
+                totals.borrow_mut().push((t / 4096) as i64);
+            }
+        };
+        let mut e = SizeEstimate {
+            first: 1,
+            last: 10_001,
+            rev: 5_001,
+            src_bytes: 5_000.0 * 4096.0 * 2.0,
+            at_rev: None,
+            reported: 0,
+            progress: &record,
+        };
+        let mut pages = 0.0;
+        for main in 1..=10_001i64 {
+            pages += if main <= 5_001 { 0.01 } else { 0.5 };
+            e.at(&main.to_be_bytes(), pages as PageId, 4096);
+        }
+        let totals = totals.into_inner();
+        assert!(!totals.is_empty());
+        // Below R the part above is the source's share (10000 pages here): an overestimate
+        // the rate above R then corrects.
+        assert!(
+            totals.iter().all(|t| (2_000..=10_100).contains(t)),
+            "{totals:?}"
+        );
+        let last = *totals.last().unwrap();
+        assert!((2_500..=2_560).contains(&last), "{totals:?}");
+    }
+
     fn fixture(name: &str) -> Db {
         let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
             .join("testdata/bbolt")
@@ -572,8 +716,8 @@ mod tests {
             let t = Transform::default();
             let opts = CompactOptions::default();
             let how = Copying {
-                plan_only: false,
                 digest: true,
+                ..Copying::default()
             };
             let plain = copy_through(&src, &opts, &t, Vec::new(), how).unwrap();
             let checked = crate::check::check(&src);

@@ -22,6 +22,13 @@ pub struct Transform<'a> {
     /// Read the source around its damage (`salvage`): parts that cannot be read, and
     /// sub-buckets that do not open, are left out.
     pub salvage: bool,
+    /// Top-level buckets the copy does not hold (`salvage` from an earlier copy of the
+    /// root page: etcd's mutable buckets, which may be stale there).
+    pub leave_out: BTreeSet<Vec<u8>>,
+    /// Top-level buckets the copy holds even where the source has none, or one that does
+    /// not open (`salvage`: the `key` bucket filled from pages outside the tree): created
+    /// empty, then filled by `set`.
+    pub create: BTreeSet<Vec<u8>>,
     /// `plan_copy` only: the `key` bucket's layout, already counted, so it is not
     /// walked (`analyze` sizes many compaction candidates from one pass over it).
     pub presized_key_bucket: Option<Presized>,
@@ -62,8 +69,33 @@ pub(super) fn for_each_item<'a>(
     } else {
         b.iter()
     };
+    // Buckets to create, in key order with the root's own entries.
+    let mut create = t
+        .create
+        .iter()
+        .filter(|_| path.is_empty())
+        .map(Vec::as_slice)
+        .peekable();
+    let empty = |name| Item::Sub(name, Bucket::empty(b.db()));
     while let Some(e) = entries.next() {
         let e = e?;
+        while let Some(name) = create.next_if(|n| *n < e.key) {
+            if !f(empty(name))? {
+                return Ok(dropped);
+            }
+        }
+        if create.next_if(|n| *n == e.key).is_some() && e.is_bucket() {
+            let opened = Bucket::open(b.db(), e.value);
+            let item = match opened {
+                Ok(sub) => Item::Sub(e.key, sub),
+                Err(_) => empty(e.key),
+            };
+            if !f(item)? {
+                return Ok(dropped);
+            }
+            prev = Some(e.key);
+            continue;
+        }
         // The copy is built bottom-up from the entries as they come: a source whose keys are
         // not strictly ascending would give a tree no reader can search. Refuse it.
         // Nor can it hold what bbolt never stores: an empty key, or a plain key in the root
@@ -109,6 +141,9 @@ pub(super) fn for_each_item<'a>(
         {
             continue;
         }
+        if e.is_bucket() && path.is_empty() && t.leave_out.contains(e.key) {
+            continue;
+        }
         let keep = if e.is_bucket() {
             match Bucket::open(b.db(), e.value) {
                 Ok(sub) => f(Item::Sub(e.key, sub))?,
@@ -132,6 +167,11 @@ pub(super) fn for_each_item<'a>(
             if !f(Item::Plain(k, v))? {
                 break;
             }
+        }
+    }
+    for name in create {
+        if !f(empty(name))? {
+            break;
         }
     }
     Ok(dropped)

@@ -136,8 +136,10 @@ pub struct Capacity {
     /// `keep` or `drop`: the rule for a tombstone exactly at R.
     pub tombstone_at_rev: String,
     /// The planner's fill (`compact`'s default 1.0; etcd's own defrag uses 0.9).
+    #[serde(rename = "fill_fraction")]
     pub fill_percent: f64,
     pub quota_bytes: u64,
+    #[serde(rename = "file_size_bytes")]
     pub file_size: u64,
     /// `quota_bytes - file_size` (negative: over the quota).
     pub headroom_bytes: i64,
@@ -172,6 +174,7 @@ pub struct Candidate {
     pub removed_entries: u64,
     pub removed_bytes: u64,
     /// Exact size of `compact --revision R` output (same as `compact --dry-run`).
+    #[serde(rename = "remaining_file_size_bytes")]
     pub remaining_file_size: u64,
     /// `file_size - remaining_file_size`.
     pub saving_bytes: i64,
