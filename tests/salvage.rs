@@ -2,7 +2,8 @@
 //! compacted at 166) and members written now by real etcd 3.4 and 3.5, never compacted and
 //! compacted. Damages: a zeroed `key` leaf, a zeroed `key` branch, a run of zeroed pages,
 //! garbled element headers, a truncated tail, the root bucket page zeroed, both metas
-//! zeroed, a stale page (another leaf's bytes where a `key` leaf was). For each:
+//! zeroed, a stale page (another leaf's bytes where a `key` leaf was), branch keys out of
+//! order. For each:
 //! - salvage exits 0 (nothing lost) or 5 (partial), never anything else;
 //! - the copy passes Go bbolt's `tx.Check` (boltpeer check);
 //! - every entry of the copy is byte-identical to one of the undamaged original;
@@ -35,9 +36,10 @@ enum Damage {
     ZeroRootBucket,
     ZeroMetas,
     StalePage,
+    BranchKeysOutOfOrder,
 }
 
-const DAMAGES: [Damage; 8] = [
+const DAMAGES: [Damage; 9] = [
     Damage::ZeroLeaf,
     Damage::ZeroBranch,
     Damage::ZeroRun,
@@ -46,6 +48,7 @@ const DAMAGES: [Damage; 8] = [
     Damage::ZeroRootBucket,
     Damage::ZeroMetas,
     Damage::StalePage,
+    Damage::BranchKeysOutOfOrder,
 ];
 
 /// Writes `$1/never.db` (a snapshot, never compacted) and `$1/compacted.db` (after an
@@ -136,6 +139,22 @@ fn damage(src: &Path, dst: &Path, d: Damage) -> Result<(), Failed> {
         Damage::ZeroMetas => {
             zero(&mut b, 0);
             zero(&mut b, 1);
+        }
+        Damage::BranchKeysOutOfOrder => {
+            // Two separator keys of a `key` branch swapped (their children stay put).
+            let id = *key_pages(&p, "branch").last().ok_or("no key branch")?;
+            let count = u16::from_le_bytes([b[id * ps + 10], b[id * ps + 11]]) as usize;
+            let (i, j) = (0, count - 1);
+            let elem = |k: usize| id * ps + 16 + k * 16;
+            let field = |b: &[u8], at: usize| {
+                u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+            };
+            let (ki, kj) = (elem(i) + field(&b, elem(i)), elem(j) + field(&b, elem(j)));
+            let (si, sj) = (field(&b, elem(i) + 4), field(&b, elem(j) + 4));
+            for (e, key, size) in [(elem(i), kj, sj), (elem(j), ki, si)] {
+                b[e..e + 4].copy_from_slice(&((key - e) as u32).to_le_bytes());
+                b[e + 4..e + 8].copy_from_slice(&(size as u32).to_le_bytes());
+            }
         }
         Damage::StalePage => {
             // A torn write that left an older page image: another leaf's bytes, its own

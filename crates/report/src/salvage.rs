@@ -22,7 +22,10 @@ pub fn render(r: &SalvageReport, s: &CompactSummary, dst: &Path) -> String {
         );
     }
     if r.damaged.is_empty() {
-        let _ = writeln!(o, "damage       none found: the copy holds every entry");
+        let _ = writeln!(
+            o,
+            "damage       none that loses an entry: the copy holds every one (`boltpack check` lists any other problem)"
+        );
     }
     for d in &r.damaged {
         let at = match (d.page, d.offset) {
