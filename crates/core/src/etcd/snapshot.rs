@@ -16,7 +16,7 @@ use sha2::Digest;
 use crate::error::Result;
 use crate::etcd::hashkv::SpanCrc;
 use crate::etcd::keyindex::{decode_entry, parse_revision_key};
-use crate::etcd::keymap::{self, KeyMap};
+use crate::etcd::keymap::KeyIds;
 use crate::etcd::meta::last_key_revision;
 use crate::etcd::{KEY_BUCKET, RevisionKey};
 use crate::format::text::hex;
@@ -201,7 +201,7 @@ struct KeyHalf {
     /// Main revision of the half's last entry.
     last_main: Option<i64>,
     /// Per user key: whether its newest entry in this half is a put.
-    newest_is_put: KeyMap<bool>,
+    newest_is_put: KeyIds<bool>,
 }
 
 fn key_bucket_pass(db: &Db, bucket: &Bucket<'_>) -> Result<KeyPass> {
@@ -239,8 +239,8 @@ fn key_bucket_pass(db: &Db, bucket: &Bucket<'_>) -> Result<KeyPass> {
         }
     };
     let mut live = later.newest_is_put.values().filter(|&&p| p).count() as u64;
-    for (k, &put) in &earlier.newest_is_put {
-        if put && !later.newest_is_put.contains_key(k) {
+    for (id, &put) in earlier.newest_is_put.ids() {
+        if put && !later.newest_is_put.contains_id(id) {
             live += 1;
         }
     }
@@ -267,7 +267,7 @@ fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<
         half.entries += 1;
         half.last_main = Some(parse_revision_key(db, e.key)?.main);
         let (rev, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
-        keymap::set(&mut half.newest_is_put, kv.key, !rev.tombstone);
+        *half.newest_is_put.entry(kv.key) = !rev.tombstone;
     }
     (half.crc, half.len) = crc.finish();
     Ok(half)

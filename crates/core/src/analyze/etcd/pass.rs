@@ -2,9 +2,9 @@
 //! entries' layout and their compaction thresholds.
 
 use crate::error::Result;
+use crate::etcd::KeyIds;
 use crate::etcd::decode_entry_through_value;
 use crate::etcd::key_bucket;
-use crate::etcd::{self, KeyMap};
 use crate::reader::Db;
 use crate::writer::ElementLen;
 
@@ -38,7 +38,7 @@ pub(super) struct EntryLayout {
 
 /// The result of the one pass, before capacity planning.
 pub(super) struct Pass {
-    pub(super) keys: KeyMap<KeyAcc>,
+    pub(super) keys: KeyIds<KeyAcc>,
     /// The `key` bucket's entries came in strictly ascending order, as the writer needs
     /// them (otherwise `compact` refuses the file and the layout figures are not used).
     pub(super) ordered: bool,
@@ -109,7 +109,7 @@ pub(super) fn key_pass(
 ) -> Result<Pass> {
     let (bands, width) = revision_bands(first, last, opts.histogram_bands);
     let mut p = Pass {
-        keys: KeyMap::default(),
+        keys: KeyIds::default(),
         ordered: true,
         layout: Vec::new(),
         figures: KeyFigures::default(),
@@ -143,7 +143,7 @@ pub(super) fn key_pass(
             band.bytes += bytes;
             band.tombstones += u64::from(rev.tombstone);
         }
-        let acc = etcd::keymap_entry(&mut p.keys, kv.key);
+        let acc = p.keys.entry(kv.key);
         if acc.revisions > 0 && !acc.last_tombstone {
             // The previous put of this key goes once this revision is <= R.
             p.thresholds.add(Some(rev.main), acc.last_bytes);

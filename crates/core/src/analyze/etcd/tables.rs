@@ -152,7 +152,7 @@ impl EtcdAnalysis {
             },
         };
         let top = |by: &dyn Fn(&KeyAcc) -> u64| -> Vec<TopKey> {
-            let mut v: Vec<(&[u8], &KeyAcc)> = pass.keys.iter().map(|(k, a)| (&k[..], a)).collect();
+            let mut v: Vec<(&[u8], &KeyAcc)> = pass.keys.iter().collect();
             let order = |a: &(&[u8], &KeyAcc), b: &(&[u8], &KeyAcc)| {
                 by(b.1).cmp(&by(a.1)).then(a.0.cmp(b.0))
             };
@@ -176,7 +176,7 @@ impl EtcdAnalysis {
         let top_keys_by_revisions = top(&|a| a.revisions);
         let top_keys_by_bytes = top(&|a| a.bytes);
         let mut groups: HashMap<String, PrefixRow> = HashMap::new();
-        for (k, a) in &pass.keys {
+        for (k, a) in pass.keys.iter() {
             let g = group_of(k, opts.prefix_depth, opts.by_namespace, &opts.k8s_prefixes);
             let row = groups.entry(g).or_default();
             row.keys += 1;
