@@ -6,9 +6,10 @@
 //! whole generation, tombstone included. A tombstone exactly at R is kept by etcd >= 3.4.34 /
 //! 3.5.16 / 3.6 (watchers at R still see the delete) and dropped by older versions.
 //!
-//! Pass 1 (here) reads the `key` bucket up to R and keeps, per distinct user key, a borrowed
-//! key slice and its newest revision <= R. Pass 2 is the writer's copy, asking [`keeps`]
-//! about each entry. Memory grows with distinct keys, never with revisions.
+//! Pass 1 (here) reads the `key` bucket up to R and keeps, per distinct user key, its newest
+//! revision <= R, then only the sorted list of the surviving revisions. Pass 2 is the
+//! writer's copy, asking [`keeps`] about each entry by its revision (no value decoded, no
+//! key hashed). Memory grows with distinct keys, never with revisions.
 //!
 //! [`keeps`]: CompactionPlan::keeps
 
@@ -95,8 +96,15 @@ pub struct CompactionPlan<'a> {
     pub rev: i64,
     pub rule: TombstoneAtRev,
     db: &'a Db,
-    /// Per user key: its newest revision <= rev.
-    newest: KeyMap<RevisionKey>,
+    /// The entries at or below `rev` that survive, as (main, sub), ascending: each key's
+    /// newest one, unless it is a tombstone the rule drops. The copy pass looks an entry
+    /// up here by its revision alone: no value to decode, no key to hash.
+    kept: Vec<(i64, i64)>,
+    /// Distinct user keys at or below `rev`.
+    keys: usize,
+    /// Where the last lookup ended in `kept`: the copy asks in ascending order, so each
+    /// lookup starts there (any value is correct, only slower).
+    cursor: std::sync::atomic::AtomicUsize,
 }
 
 impl<'a> CompactionPlan<'a> {
@@ -138,30 +146,52 @@ impl<'a> CompactionPlan<'a> {
             newest.extend(later?);
             newest
         };
+        let survives =
+            |r: &RevisionKey| !r.tombstone || (rule == TombstoneAtRev::Keep && r.main == rev);
+        let mut kept: Vec<(i64, i64)> = newest
+            .values()
+            .filter(|r| survives(r))
+            .map(|r| (r.main, r.sub))
+            .collect();
+        kept.sort_unstable();
         Ok(CompactionPlan {
             rev,
             rule,
             db,
-            newest,
+            kept,
+            keys: newest.len(),
+            cursor: 0.into(),
         })
     }
 
     /// Distinct user keys seen at or below the compaction revision.
     pub fn keys(&self) -> usize {
-        self.newest.len()
+        self.keys
     }
 
-    /// Pass 2: does the `key` bucket entry (`key`, `value`) survive compaction?
-    pub fn keeps(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+    /// Whether (main, sub) `r` is in `kept`.
+    fn is_kept(&self, r: (i64, i64)) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let k = &self.kept;
+        let mut i = self.cursor.load(Relaxed).min(k.len());
+        if i > 0 && k[i - 1] >= r {
+            i = k.partition_point(|x| *x < r);
+        }
+        while i < k.len() && k[i] < r {
+            i += 1;
+        }
+        self.cursor.store(i, Relaxed);
+        k.get(i) == Some(&r)
+    }
+
+    /// Pass 2: does the `key` bucket entry with revision key `key` survive compaction?
+    pub fn keeps(&self, key: &[u8], _value: &[u8]) -> Result<bool> {
         let r = RevisionKey::parse(key).map_err(|m| bad_entry(self.db, key, m))?;
         if r.main > self.rev {
             return Ok(true);
         }
-        let kv = KeyValue::decode_through_value(value).map_err(|m| bad_entry(self.db, value, m))?;
-        if self.newest.get(kv.key) != Some(&r) {
-            return Ok(false);
-        }
-        Ok(!r.tombstone || (self.rule == TombstoneAtRev::Keep && r.main == self.rev))
+        // Pass 1 decoded every entry at or below `rev` (a bad value failed there).
+        Ok(self.is_kept((r.main, r.sub)))
     }
 
     /// The `meta` entries to set: both compaction revisions = R (17-byte form), so a
