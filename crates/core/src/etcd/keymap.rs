@@ -54,17 +54,75 @@ pub fn set<V>(map: &mut KeyMap<V>, key: &[u8], value: V) {
     }
 }
 
-/// Passes the low 64 bits of a [`KeyIds`] id on as the hash: the id is a hash already.
+/// A vector grown in fixed chunks: no doubling, so its peak is its length plus one chunk,
+/// not twice its length while a reallocation copies it (a per-entry or per-key table of a
+/// large file is tens of MiB).
+pub struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    const CHUNK: usize = 1 << 16;
+
+    pub fn push(&mut self, v: T) {
+        if self.len.is_multiple_of(Self::CHUNK) {
+            self.chunks.push(Vec::with_capacity(Self::CHUNK));
+        }
+        self.chunks.last_mut().expect("a chunk").push(v);
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / Self::CHUNK)?.get(i % Self::CHUNK)
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks
+            .get_mut(i / Self::CHUNK)?
+            .get_mut(i % Self::CHUNK)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+}
+
+/// A [`KeyIds`] id: a key's 128-bit XXH3, as two words (8-byte aligned, so a table slot
+/// with its index is 24 bytes, not 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(u64, u64);
+
+impl std::hash::Hash for KeyId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// Passes a [`KeyId`]'s first word on as the hash: the id is a hash already.
 #[derive(Default, Clone, Copy)]
 pub struct IdHash(u64);
 
 impl Hasher for IdHash {
     fn write(&mut self, _: &[u8]) {
-        unreachable!("only u128 ids are hashed")
+        unreachable!("only key ids are hashed")
     }
 
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 
     fn finish(&self) -> u64 {
@@ -80,23 +138,37 @@ impl Hasher for IdHash {
 /// million keys); a file crafted to collide could only merge two keys' figures. Whatever
 /// decides what a copy or a hash holds (`compact`, `hashkv`, `get`) uses [`KeyMap`],
 /// which compares the keys themselves.
+///
+/// The table holds only the id and an index into `slots` (24 bytes a key): it is what
+/// doubles, and at its resize both sizes are live.
 pub struct KeyIds<V> {
-    map: HashMap<u128, (u32, u32, V), BuildHasherDefault<IdHash>>,
-    arena: Vec<u8>,
+    map: HashMap<KeyId, usize, BuildHasherDefault<IdHash>>,
+    /// Per key in insertion order: where its bytes are ([`ARENA_CHUNK_BITS`] of offset
+    /// under the arena chunk's number), its length, its value.
+    slots: Chunked<(u32, u32, V)>,
+    /// The keys' bytes in chunks of 1 << [`ARENA_CHUNK_BITS`] (a key never straddles two).
+    arena: Vec<Vec<u8>>,
 }
+
+/// A [`KeyIds`] arena chunk is 1 MiB (a bbolt key is at most 32 KiB); 4095 of them (4 GiB
+/// of distinct keys, some 70 million) can be numbered. Past that a key's bytes are not
+/// kept (it is reported as empty); its figures still count.
+const ARENA_CHUNK_BITS: u32 = 20;
 
 impl<V> Default for KeyIds<V> {
     fn default() -> Self {
         KeyIds {
             map: HashMap::default(),
+            slots: Chunked::default(),
             arena: Vec::new(),
         }
     }
 }
 
 /// The id of a user key in a [`KeyIds`].
-pub fn key_id(key: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(key)
+pub fn key_id(key: &[u8]) -> KeyId {
+    let h = xxhash_rust::xxh3::xxh3_128(key);
+    KeyId(h as u64, (h >> 64) as u64)
 }
 
 impl<V> KeyIds<V> {
@@ -105,47 +177,64 @@ impl<V> KeyIds<V> {
     where
         V: Default,
     {
-        let arena = &mut self.arena;
-        &mut self
-            .map
-            .entry(key_id(key))
-            .or_insert_with(|| {
-                // Keys longer than 4 GiB, or an arena past it, do not occur (a bbolt key is
-                // at most a page's worth of a 32-bit size); saturating keeps it total.
-                let at = u32::try_from(arena.len()).unwrap_or(u32::MAX);
-                arena.extend_from_slice(key);
-                (
-                    at,
-                    u32::try_from(key.len()).unwrap_or(u32::MAX),
-                    V::default(),
-                )
-            })
-            .2
+        let (arena, slots) = (&mut self.arena, &mut self.slots);
+        let i = *self.map.entry(key_id(key)).or_insert_with(|| {
+            let place = keep_bytes(arena, key);
+            slots.push((place, key.len() as u32, V::default()));
+            slots.len() - 1
+        });
+        &mut self.slots.get_mut(i).expect("an index the map gave").2
     }
 
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub fn contains_id(&self, id: u128) -> bool {
+    pub fn contains_id(&self, id: KeyId) -> bool {
         self.map.contains_key(&id)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.map.values().map(|(_, _, v)| v)
+        self.slots.iter().map(|(_, _, v)| v)
     }
 
     /// Each key's id and value.
-    pub fn ids(&self) -> impl Iterator<Item = (u128, &V)> {
-        self.map.iter().map(|(&id, (_, _, v))| (id, v))
+    pub fn ids(&self) -> impl Iterator<Item = (KeyId, &V)> {
+        self.map
+            .iter()
+            .filter_map(|(&id, &i)| Some((id, &self.slots.get(i)?.2)))
     }
 
     /// Each key's bytes and value.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.map.values().map(|(at, len, v)| {
-            let (at, len) = (*at as usize, *len as usize);
-            (self.arena.get(at..at + len).unwrap_or_default(), v)
+        self.slots.iter().map(|(place, len, v)| {
+            let (chunk, at) = (
+                (*place >> ARENA_CHUNK_BITS) as usize,
+                (*place & ((1 << ARENA_CHUNK_BITS) - 1)) as usize,
+            );
+            let key = (*place != u32::MAX)
+                .then(|| self.arena.get(chunk)?.get(at..at + *len as usize))
+                .flatten();
+            (key.unwrap_or_default(), v)
         })
+    }
+}
+
+/// Copy `key` into the arena: its place, or `u32::MAX` when it cannot be numbered.
+fn keep_bytes(arena: &mut Vec<Vec<u8>>, key: &[u8]) -> u32 {
+    let chunk = 1usize << ARENA_CHUNK_BITS;
+    let fits = arena.last().is_some_and(|c| c.len() + key.len() <= chunk);
+    if !fits && key.len() <= chunk {
+        arena.push(Vec::with_capacity(chunk));
+    }
+    let n = arena.len().saturating_sub(1);
+    match arena.last_mut() {
+        Some(c) if n < (1 << (32 - ARENA_CHUNK_BITS)) - 1 && c.len() + key.len() <= chunk => {
+            let at = c.len();
+            c.extend_from_slice(key);
+            ((n << ARENA_CHUNK_BITS) | at) as u32
+        }
+        _ => u32::MAX,
     }
 }
 

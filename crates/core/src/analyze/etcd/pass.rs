@@ -2,9 +2,9 @@
 //! entries' layout and their compaction thresholds.
 
 use crate::error::Result;
-use crate::etcd::KeyIds;
 use crate::etcd::decode_entry_through_value;
 use crate::etcd::key_bucket;
+use crate::etcd::{Chunked, KeyIds};
 use crate::reader::Db;
 use crate::writer::ElementLen;
 
@@ -13,14 +13,16 @@ use super::*;
 
 /// What the pass keeps per distinct user key.
 #[derive(Debug, Clone, Copy, Default)]
+/// 32 bytes, one per key: an entry's size fits 32 bits (a bbolt key is at most
+/// 32 KiB and a value under 2 GiB), and so does a key's count of revisions in practice
+/// (it saturates).
 pub(super) struct KeyAcc {
-    pub(super) revisions: u64,
+    pub(super) revisions: u32,
     pub(super) bytes: u64,
     /// The newest entry so far.
-    pub(super) last_main: i64,
-    pub(super) last_bytes: u64,
+    pub(super) last_bytes: u32,
     pub(super) last_tombstone: bool,
-    pub(super) last_value_len: u64,
+    pub(super) last_value_len: u32,
     /// Index of the newest entry in [`Pass::layout`].
     pub(super) last_index: usize,
     /// The object kind of the newest put: an index into [`Pass::kinds`] (0 until a put).
@@ -43,7 +45,7 @@ pub(super) struct Pass {
     /// them (otherwise `compact` refuses the file and the layout figures are not used).
     pub(super) ordered: bool,
     /// Every entry, in bucket order.
-    pub(super) layout: Vec<EntryLayout>,
+    pub(super) layout: Chunked<EntryLayout>,
     pub(super) figures: KeyFigures,
     pub(super) bands: Vec<RevisionBand>,
     pub(super) thresholds: ThresholdHistogram,
@@ -111,7 +113,7 @@ pub(super) fn key_pass(
     let mut p = Pass {
         keys: KeyIds::default(),
         ordered: true,
-        layout: Vec::new(),
+        layout: Chunked::default(),
         figures: KeyFigures::default(),
         bands,
         thresholds: ThresholdHistogram::new(edges),
@@ -146,8 +148,10 @@ pub(super) fn key_pass(
         let acc = p.keys.entry(kv.key);
         if acc.revisions > 0 && !acc.last_tombstone {
             // The previous put of this key goes once this revision is <= R.
-            p.thresholds.add(Some(rev.main), acc.last_bytes);
-            p.layout[acc.last_index].gone_at = candidates.gone_at(Some(rev.main));
+            p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
+            if let Some(l) = p.layout.get_mut(acc.last_index) {
+                l.gone_at = candidates.gone_at(Some(rev.main));
+            }
         }
         let d = threshold(rev.main, rev.tombstone, None, opts.rule);
         if rev.tombstone {
@@ -162,12 +166,11 @@ pub(super) fn key_pass(
             // A put's threshold is its key's next revision: set when that comes.
             gone_at: candidates.gone_at(d),
         });
-        acc.revisions += 1;
+        acc.revisions = acc.revisions.saturating_add(1);
         acc.bytes += bytes;
-        acc.last_main = rev.main;
-        acc.last_bytes = bytes;
+        acc.last_bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         acc.last_tombstone = rev.tombstone;
-        acc.last_value_len = kv.value.len() as u64;
+        acc.last_value_len = u32::try_from(kv.value.len()).unwrap_or(u32::MAX);
         if !rev.tombstone {
             acc.last_kind = p.kinds.id(kv.value);
         }
@@ -185,11 +188,11 @@ pub(super) fn key_pass(
     for acc in p.keys.values() {
         if !acc.last_tombstone {
             // The newest put stays at every R.
-            p.thresholds.add(None, acc.last_bytes);
+            p.thresholds.add(None, u64::from(acc.last_bytes));
             f.live_keys += 1;
-            f.live_value_bytes += acc.last_value_len;
+            f.live_value_bytes += u64::from(acc.last_value_len);
         }
-        f.latest_bytes += acc.last_bytes;
+        f.latest_bytes += u64::from(acc.last_bytes);
     }
     f.historical_revisions = f.entries - f.distinct_keys;
     f.history_bytes = f.entry_bytes - f.latest_bytes;

@@ -84,8 +84,8 @@ fn kinds(pass: &Pass) -> Vec<KindRow> {
         let row = rows.entry(a.last_kind).or_default();
         row.keys += 1;
         row.live_keys += u64::from(!a.last_tombstone);
-        row.latest_bytes += a.last_bytes;
-        row.history_bytes += a.bytes - a.last_bytes;
+        row.latest_bytes += u64::from(a.last_bytes);
+        row.history_bytes += a.bytes - u64::from(a.last_bytes);
     }
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let none = (Encoding::Other, Vec::new(), Vec::new());
@@ -137,7 +137,7 @@ pub(super) struct Tables {
 
 impl EtcdAnalysis {
     pub(super) fn tables(pass: &Pass, opts: &EtcdOptions) -> Tables {
-        let mut counts: Vec<u64> = pass.keys.values().map(|a| a.revisions).collect();
+        let mut counts: Vec<u64> = pass.keys.values().map(|a| u64::from(a.revisions)).collect();
         counts.sort_unstable();
         let n = counts.len();
         let revisions_per_key = Distribution {
@@ -167,13 +167,13 @@ impl EtcdAnalysis {
                 .take(opts.top)
                 .map(|(k, a)| TopKey {
                     key: text_or_hex(k),
-                    revisions: a.revisions,
+                    revisions: u64::from(a.revisions),
                     bytes: a.bytes,
                     live: !a.last_tombstone,
                 })
                 .collect()
         };
-        let top_keys_by_revisions = top(&|a| a.revisions);
+        let top_keys_by_revisions = top(&|a| u64::from(a.revisions));
         let top_keys_by_bytes = top(&|a| a.bytes);
         let mut groups: HashMap<String, PrefixRow> = HashMap::new();
         for (k, a) in pass.keys.iter() {
@@ -181,9 +181,9 @@ impl EtcdAnalysis {
             let row = groups.entry(g).or_default();
             row.keys += 1;
             row.live_keys += u64::from(!a.last_tombstone);
-            row.revisions += a.revisions;
-            row.latest_bytes += a.last_bytes;
-            row.history_bytes += a.bytes - a.last_bytes;
+            row.revisions += u64::from(a.revisions);
+            row.latest_bytes += u64::from(a.last_bytes);
+            row.history_bytes += a.bytes - u64::from(a.last_bytes);
         }
         let mut groups: Vec<PrefixRow> = groups
             .into_iter()
