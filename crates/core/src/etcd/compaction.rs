@@ -185,7 +185,7 @@ impl<'a> CompactionPlan<'a> {
     }
 
     /// Pass 2: does the `key` bucket entry with revision key `key` survive compaction?
-    pub fn keeps(&self, key: &[u8], _value: &[u8]) -> Result<bool> {
+    pub fn keeps(&self, key: &[u8]) -> Result<bool> {
         let r = RevisionKey::parse(key).map_err(|m| bad_entry(self.db, key, m))?;
         if r.main > self.rev {
             return Ok(true);

@@ -183,8 +183,8 @@ pub fn plan(
     let mut damaged = Vec::new();
     let mut key_lost: Vec<KeyRange> = Vec::new();
     let earlier = rebuilt.map(|r| from_earlier_root(db, r));
-    // The `key` bucket itself is gone (its entry in the root, or its header): nothing can
-    // be put back into it, since the copy only has the buckets the tree still shows.
+    // The `key` bucket itself is gone (its entry in the root, or its header): all of it is
+    // then looked for on other pages, into a `key` bucket the copy creates.
     let mut key_gone = false;
     let entries = walk(
         db,
@@ -216,8 +216,6 @@ pub fn plan(
     let compact = compact_guard(db)
         .max(rebuilt.and_then(|r| r.compact_guard))
         .max(opts.compact_revision);
-    // The `key` bucket itself is gone: all of it is looked for on other pages, and the
-    // copy gets a new `key` bucket when any is found.
     if key_gone {
         key_lost = vec![(None, None)];
     }
@@ -394,16 +392,34 @@ fn recover_key_entries(db: &Db, lost: &[KeyRange], compact: i64) -> (Entries, Ve
 /// version. That entry is the put right after it, so it was the newest of its key at
 /// `compact`, which compaction keeps; a stale copy of a removed entry never qualifies.
 fn survivors_below(db: &Db, compact: i64, above: &Entries, below: Entries) -> Entries {
-    if below.is_empty() {
-        return below;
+    // Per user key, the (create revision, version) its candidates' next puts would have,
+    // and whether one was seen: only those are looked for above `compact`, so memory grows
+    // with the candidates alone.
+    let mut wanted: BTreeMap<Vec<u8>, Vec<(i64, i64, bool)>> = BTreeMap::new();
+    let next_put = |k: &[u8], v: &[u8]| {
+        let (r, kv) = (RevisionKey::parse(k).ok()?, KeyValue::decode(v).ok()?);
+        (!r.tombstone).then(|| (kv.key.to_vec(), kv.create_revision, kv.version + 1))
+    };
+    for (k, v) in &below {
+        if let Some((key, create, version)) = next_put(k, v) {
+            wanted
+                .entry(key)
+                .or_default()
+                .push((create, version, false));
+        }
     }
-    let mut next: std::collections::HashSet<(Vec<u8>, i64, i64)> = Default::default();
+    if wanted.is_empty() {
+        return Entries::new();
+    }
     let mut note = |k: &[u8], v: &[u8]| {
         if let (Ok(r), Ok(kv)) = (RevisionKey::parse(k), KeyValue::decode(v))
             && r.main > compact
             && !r.tombstone
+            && let Some(puts) = wanted.get_mut(kv.key)
         {
-            next.insert((kv.key.to_vec(), kv.create_revision, kv.version));
+            for p in puts.iter_mut() {
+                p.2 |= (p.0, p.1) == (kv.create_revision, kv.version);
+            }
         }
     };
     for (k, v) in above {
@@ -417,10 +433,11 @@ fn survivors_below(db: &Db, compact: i64, above: &Entries, below: Entries) -> En
     below
         .into_iter()
         .filter(|(k, v)| {
-            let (Ok(r), Ok(kv)) = (RevisionKey::parse(k), KeyValue::decode(v)) else {
-                return false;
-            };
-            !r.tombstone && next.contains(&(kv.key.to_vec(), kv.create_revision, kv.version + 1))
+            next_put(k, v).is_some_and(|(key, create, version)| {
+                wanted
+                    .get(&key)
+                    .is_some_and(|puts| puts.contains(&(create, version, true)))
+            })
         })
         .collect()
 }

@@ -173,6 +173,8 @@ struct Candidate {
     page: PageId,
     etcd: bool,
     consistent_index: Option<u64>,
+    /// The compaction (finished or scheduled) its `meta` records (etcd).
+    compacted: Option<i64>,
     /// Sub-buckets whose root page (or inline image) opens.
     opening: usize,
 }
@@ -199,15 +201,7 @@ fn best_root(db: &Db) -> (Option<Candidate>, u64, Option<i64>) {
             continue;
         };
         n += 1;
-        if c.etcd
-            && let Ok(m) = EtcdMeta::read_under(db, Bucket::at_page(db, id))
-        {
-            let compacted = m
-                .finished_compact_rev
-                .max(m.scheduled_compact_rev)
-                .unwrap_or(-1);
-            guard = Some(guard.map_or(compacted, |g| g.max(compacted)));
-        }
+        guard = guard.max(c.compacted);
         if best.as_ref().is_none_or(|b| c.rank() > b.rank()) {
             best = Some(c);
         }
@@ -236,14 +230,18 @@ fn candidate(db: &Db, id: PageId) -> Option<Candidate> {
         names.push(e.key);
     }
     let etcd = names.contains(&KEY_BUCKET) && names.contains(&META_BUCKET);
-    let consistent_index = etcd
+    let meta = etcd
         .then(|| EtcdMeta::read_under(db, Bucket::at_page(db, id)).ok())
-        .flatten()
-        .and_then(|m| m.consistent_index);
+        .flatten();
     Some(Candidate {
         page: id,
         etcd,
-        consistent_index,
+        consistent_index: meta.as_ref().and_then(|m| m.consistent_index),
+        compacted: meta.map(|m| {
+            m.finished_compact_rev
+                .max(m.scheduled_compact_rev)
+                .unwrap_or(-1)
+        }),
         opening,
     })
 }

@@ -112,8 +112,8 @@ struct Writer<'a, W: Write> {
 /// the two parts are estimated apart: below R, the bytes written so far over the fraction
 /// of `[first, R]` passed, plus the source's share of bytes above R; above R, what is
 /// written plus the bytes per revision written since R times the revisions left. Without
-/// a compaction now R is the one already done, or else the first revision, and the estimate is the written bytes over the
-/// fraction of the revision span passed.
+/// a compaction now R is the one already done, or else the first revision (and the
+/// estimate is the written bytes over the fraction of the revision span passed).
 struct SizeEstimate<'p> {
     first: i64,
     last: i64,

@@ -84,18 +84,8 @@ pub(super) fn for_each_item<'a>(
                 return Ok(dropped);
             }
         }
-        if create.next_if(|n| *n == e.key).is_some() && e.is_bucket() {
-            let opened = Bucket::open(b.db(), e.value);
-            let item = match opened {
-                Ok(sub) => Item::Sub(e.key, sub),
-                Err(_) => empty(e.key),
-            };
-            if !f(item)? {
-                return Ok(dropped);
-            }
-            prev = Some(e.key);
-            continue;
-        }
+        // The source has this one: it is created only if it does not open (below).
+        let created = create.next_if(|n| *n == e.key).is_some();
         // The copy is built bottom-up from the entries as they come: a source whose keys are
         // not strictly ascending would give a tree no reader can search. Refuse it.
         // Nor can it hold what bbolt never stores: an empty key, or a plain key in the root
@@ -147,11 +137,12 @@ pub(super) fn for_each_item<'a>(
         let keep = if e.is_bucket() {
             match Bucket::open(b.db(), e.value) {
                 Ok(sub) => f(Item::Sub(e.key, sub))?,
+                Err(_) if created => f(empty(e.key))?,
                 Err(_) if t.salvage => true,
                 Err(e) => return Err(e),
             }
         } else if let Some(plan) = plan
-            && !plan.keeps(e.key, e.value)?
+            && !plan.keeps(e.key)?
         {
             dropped += 1;
             true

@@ -138,7 +138,7 @@ fn plan_counts(db: &Db, r: i64, rule: TombstoneAtRev) -> (u64, u64) {
     let (mut n, mut b) = (0, 0);
     for e in key_bucket(db).unwrap().iter() {
         let e = e.unwrap();
-        if plan.keeps(e.key, e.value).unwrap() {
+        if plan.keeps(e.key).unwrap() {
             n += 1;
             b += (e.key.len() + e.value.len()) as u64;
         }
