@@ -243,6 +243,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn chunked_indexes_across_chunks() {
+        let mut c: Chunked<u32> = Chunked::default();
+        let n = Chunked::<u32>::CHUNK * 2 + 5;
+        for i in 0..n as u32 {
+            c.push(i);
+        }
+        assert_eq!(c.len(), n);
+        *c.get_mut(Chunked::<u32>::CHUNK).unwrap() += 1_000_000;
+        assert_eq!(
+            c.get(Chunked::<u32>::CHUNK - 1),
+            Some(&(Chunked::<u32>::CHUNK as u32 - 1))
+        );
+        assert_eq!(
+            c.get(Chunked::<u32>::CHUNK),
+            Some(&(Chunked::<u32>::CHUNK as u32 + 1_000_000))
+        );
+        assert_eq!(c.get(n), None);
+        assert_eq!(c.iter().count(), n);
+    }
+
+    #[test]
+    fn key_ids_keep_bytes_across_arena_chunks() {
+        // 3 MiB of 1000-byte keys: the arena rolls over to new chunks, no key straddles.
+        let mut m: KeyIds<u32> = KeyIds::default();
+        let key = |i: u32| {
+            let mut k = vec![b'k'; 1000];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k
+        };
+        for i in 0..3000 {
+            *m.entry(&key(i)) = i;
+        }
+        assert!(m.arena.len() >= 3);
+        for (k, &v) in m.iter() {
+            assert_eq!(k, &key(v)[..]);
+        }
+        assert_eq!(m.len(), 3000);
+    }
+
+    #[test]
     fn key_ids_count_keys_and_keep_their_bytes() {
         let mut m: KeyIds<u32> = KeyIds::default();
         *m.entry(b"/registry/pods/a") += 1;
