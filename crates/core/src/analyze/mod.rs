@@ -119,18 +119,16 @@ impl Analysis {
     /// defragmented size comes from the etcd pass's `key` bucket layout (exact, as the
     /// capacity candidates), which saves the planner a walk of the whole file.
     pub fn gather_with(db: &Db, opts: &etcd::EtcdOptions) -> crate::error::Result<Analysis> {
-        // Two threads walk at once: each release of the map (see `ResidentBudget`) would
-        // stop both, and cost a third of the time. The file stays mapped instead (page
-        // cache: RSS grows to the file's size, the heap does not).
-        let budget = db.resident_budget();
-        db.set_resident_budget(None);
+        // Both walks release the map as they go (see `ResidentBudget`), so the resident set
+        // stays near the heap instead of growing to the file's size. Each release also
+        // drops the other thread's mappings; on this kernel (large page-cache folios, one
+        // fault maps many pages) the refaults cost nothing measurable (BENCHMARKS.md).
         let (stats, map, e) = std::thread::scope(|s| {
             let e = s.spawn(|| etcd::EtcdAnalysis::gather_parts(db, opts));
             let (stats, map) = bucket_stats_and_map(db);
             let e = e.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             (stats, map, e)
         });
-        db.set_resident_budget(Some(budget));
         let (etcd, defrag) = match e? {
             Some((a, d)) => (Some(a), d),
             None => (None, None),

@@ -17,11 +17,11 @@
 use crate::error::Error;
 use std::collections::HashSet;
 
-use crate::etcd::keyindex::{KeyIndex, Rev, decode_entry, parse_revision_key};
+use crate::etcd::keyindex::{KeyIndex, Rev, decode_entry_key_only, parse_revision_key};
 use crate::etcd::keymap::KeyMap;
 use crate::etcd::meta::{Revisions, key_bucket};
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
-use crate::reader::{Bucket, Db};
+use crate::reader::{Bucket, Db, ResidentBudget};
 
 /// The answer of `etcdctl endpoint hashkv --rev R`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -144,7 +144,7 @@ fn one_pass(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<Option<u32
     let cap = (db.file_size() / 64) as usize / std::mem::size_of::<LowEntry<'_>>();
     for e in bucket.iter() {
         let e = e?;
-        let (r, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
+        let (r, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
         if r.main > compact {
             break;
         }
@@ -197,7 +197,11 @@ fn one_pass(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<Option<u32
         return Ok(None);
     }
     let mut h = crc32c::crc32c_append(0, KEY_BUCKET);
+    // The kept entries point into pages the first walk let go: hashing them maps those
+    // pages again, so this pass releases the map as the walks do.
+    let mut resident = ResidentBudget::new(db);
     let mut hash_low = |l: LowEntry<'_>| {
+        resident.reread(db, (l.key.len() + l.value.len()) as u64);
         let kept = ix.get(l.user_key).and_then(|st| st.kept()) == Some((l.r.main, l.r.sub));
         if kept && untouched_kept(l.user_key) && !skips_tombstone_at_compact(&l.r, compact, rules) {
             h = crc32c::crc32c_append(h, l.key);
@@ -209,7 +213,7 @@ fn one_pass(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<Option<u32
         None => {
             for e in bucket.iter().take(low) {
                 let e = e?;
-                let (r, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
+                let (r, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
                 hash_low(LowEntry {
                     r,
                     key: e.key,
@@ -268,7 +272,7 @@ fn upper_half(
     .to_bytes();
     for e in bucket.iter_from(&start)? {
         let e = e?;
-        let (r, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
+        let (r, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
         if r.main <= compact {
             // Negative mains sort after every other: seen by the later half.
             half.low_after_higher = true;
@@ -358,7 +362,7 @@ fn two_passes(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<u32, Err
     for e in key_bucket(db)?.iter() {
         let e = e?;
         let r = if e.is_bucket() {
-            decode_entry(db, e.key, e.value, true)?.0
+            decode_entry_key_only(db, e.key, e.value, true)?.0
         } else {
             parse_revision_key(db, e.key)?
         };

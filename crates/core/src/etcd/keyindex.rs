@@ -84,7 +84,7 @@ impl<'a> KeyIndex<'a> {
         let mut ix = KeyIndex::new(at, rules);
         for e in key_bucket(db)?.iter() {
             let e = e?;
-            let (rev, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
+            let (rev, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
             ix.add(rev, kv.key);
         }
         Ok(ix)
@@ -183,6 +183,16 @@ pub fn decode_entry_through_value<'a>(
     is_bucket: bool,
 ) -> Result<(RevisionKey, KeyValue<'a>)> {
     decode_entry_with(db, key, value, is_bucket, KeyValue::decode_through_value)
+}
+
+/// [`decode_entry`] with [`KeyValue::decode_key_only`]: only the user key is read.
+pub fn decode_entry_key_only<'a>(
+    db: &Db,
+    key: &'a [u8],
+    value: &'a [u8],
+    is_bucket: bool,
+) -> Result<(RevisionKey, KeyValue<'a>)> {
+    decode_entry_with(db, key, value, is_bucket, KeyValue::decode_key_only)
 }
 
 /// A `key` bucket key as a revision, or a corruption error naming its page and offset.

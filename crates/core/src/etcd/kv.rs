@@ -1,6 +1,9 @@
 //! `mvccpb.KeyValue` decoded without copying (etcd@v3.4 `mvcc/mvccpb/kv.proto`): proto3,
 //! fields in ascending order, zero fields omitted, int64 as plain varints.
 
+/// The tag of field 1 (`key`, wire type 2: length-delimited).
+const KEY_TAG: u8 = (1 << 3) | 2;
+
 /// Borrowed view of a KeyValue; `key` and `value` point into the map.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyValue<'a> {
@@ -74,6 +77,25 @@ impl<'a> KeyValue<'a> {
     /// the value bytes, in another cache line and often another page.
     pub fn decode_through_value(b: &'a [u8]) -> Result<KeyValue<'a>, KvError> {
         Self::decode_to(b, true)
+    }
+
+    /// The key only, the other fields left 0: for a pass that needs only the user key
+    /// (HashKV hashes the value's bytes as they are). etcd writes the key first (field 1,
+    /// `0x0a`); any other first field falls back to [`decode`](Self::decode).
+    pub fn decode_key_only(b: &'a [u8]) -> Result<KeyValue<'a>, KvError> {
+        if b.first() != Some(&KEY_TAG) {
+            return Self::decode(b);
+        }
+        let mut at = 1;
+        let len = varint(b, &mut at)?;
+        let end = at
+            .checked_add(usize::try_from(len).map_err(|_| KvError::LengthOverflow)?)
+            .filter(|&e| e <= b.len())
+            .ok_or(KvError::FieldPastEnd { field: 1, len })?;
+        Ok(KeyValue {
+            key: &b[at..end],
+            ..KeyValue::default()
+        })
     }
 
     fn decode_to(b: &'a [u8], stop_at_value: bool) -> Result<KeyValue<'a>, KvError> {
@@ -161,5 +183,22 @@ mod tests {
         assert_eq!(head, KeyValue { lease: 0, ..kv });
         // The lease is not read: a cut after the value is not seen.
         assert_eq!(KeyValue::decode_through_value(&b[..14]).unwrap(), head);
+        let key = KeyValue::decode_key_only(&b[..5]).unwrap();
+        assert_eq!(
+            key,
+            KeyValue {
+                key: b"lk",
+                ..KeyValue::default()
+            }
+        );
+        assert_eq!(
+            KeyValue::decode_key_only(&b[..3]),
+            Err(KvError::FieldPastEnd { field: 1, len: 2 })
+        );
+        // Not key-first: decoded in full.
+        assert_eq!(
+            KeyValue::decode_key_only(&b[4..]).map(|kv| kv.version),
+            Ok(1)
+        );
     }
 }

@@ -15,7 +15,7 @@ use sha2::Digest;
 
 use crate::error::Result;
 use crate::etcd::hashkv::SpanCrc;
-use crate::etcd::keyindex::{decode_entry, parse_revision_key};
+use crate::etcd::keyindex::{decode_entry_key_only, parse_revision_key};
 use crate::etcd::keymap::KeyIds;
 use crate::etcd::meta::last_key_revision;
 use crate::etcd::{KEY_BUCKET, RevisionKey};
@@ -265,8 +265,8 @@ fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<
             crc.append(e.value);
         }
         half.entries += 1;
-        half.last_main = Some(parse_revision_key(db, e.key)?.main);
-        let (rev, kv) = decode_entry(db, e.key, e.value, e.is_bucket())?;
+        let (rev, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
+        half.last_main = Some(rev.main);
         *half.newest_is_put.entry(kv.key) = !rev.tombstone;
     }
     (half.crc, half.len) = crc.finish();

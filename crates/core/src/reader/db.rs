@@ -92,6 +92,13 @@ impl ResidentBudget {
                 .fetch_add(self.unpublished, std::sync::atomic::Ordering::Relaxed);
             self.unpublished = 0;
         }
+        self.reread(db, bytes);
+    }
+
+    /// Bytes read a second time (a pass over slices an earlier walk kept): they count
+    /// towards the next release but not as progress.
+    #[inline]
+    pub fn reread(&mut self, db: &Db, bytes: u64) {
         self.read += bytes;
         if self.read >= self.every {
             self.read = 0;
