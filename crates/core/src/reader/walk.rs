@@ -413,7 +413,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             );
         }
         if let Some(p) = prev
-            && key <= p
+            && key_cmp(key, p).is_le()
         {
             self.problem(
                 DamageKind::KeyOrder,
@@ -427,7 +427,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             );
         }
         if let Some(lo) = bounds.lo
-            && key < lo
+            && key_cmp(key, lo).is_lt()
         {
             self.problem(
                 DamageKind::KeyOrder,
@@ -441,7 +441,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             );
         }
         if let Some(hi) = bounds.hi
-            && key >= hi
+            && key_cmp(key, hi).is_ge()
         {
             self.problem(
                 DamageKind::KeyOrder,
@@ -553,4 +553,64 @@ pub fn show_path(path: &[&[u8]]) -> String {
     parts.push(format!("…({} more)", path.len() - 7));
     parts.extend(path[path.len() - 4..].iter().map(name));
     parts.join("/")
+}
+
+/// Byte-wise order of two keys (as `<[u8]>::cmp`), eight bytes at a time and inline: a
+/// call into `memcmp` for each of the three comparisons per element was a tenth of a walk
+/// (etcd's revision keys are 17 bytes; neighbours in one txn share their first eight).
+/// Long keys go to `memcmp`, which is faster on them.
+#[inline]
+fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    const INLINE_BYTES: usize = 32;
+    let n = a.len().min(b.len());
+    if n > INLINE_BYTES {
+        return a.cmp(b);
+    }
+    let (mut x, mut y) = (a, b);
+    while let (Some((p, xs)), Some((q, ys))) =
+        (x.split_first_chunk::<8>(), y.split_first_chunk::<8>())
+    {
+        let (p, q) = (u64::from_be_bytes(*p), u64::from_be_bytes(*q));
+        if p != q {
+            return p.cmp(&q);
+        }
+        (x, y) = (xs, ys);
+    }
+    for (p, q) in x.iter().zip(y) {
+        if p != q {
+            return p.cmp(q);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_cmp;
+
+    #[test]
+    fn key_cmp_is_byte_order() {
+        let long = [7u8; 40];
+        let mut longer = [7u8; 41];
+        longer[40] = 0;
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"a",
+            b"abcdefg",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefgi",
+            b"\0\0\0\0\0\0\0\x01_\0\0\0\0\0\0\0\x01",
+            b"\0\0\0\0\0\0\0\x01_\0\0\0\0\0\0\0\x02",
+            b"\0\0\0\0\0\0\0\x02",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+            &long,
+            &longer,
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(key_cmp(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
 }
