@@ -3,7 +3,7 @@ package main
 // gen-etcd: a large etcd-3.4-schema db written with the real Go bbolt, for
 // benchmarks (benches/compare.sh) and the tests/large_peers.rs trial.
 //
-//	boltpeer gen-etcd SIZE_MIB OUT
+//	boltpeer gen-etcd SIZE_MIB OUT [small]
 //
 // The file is written the way etcd 3.4 writes it on Linux:
 //   - Options.NoFreelistSync (meta freelist = 0xFFFF…FFFF), array freelist;
@@ -22,6 +22,8 @@ package main
 // is re-created as a new generation (version 1, create_revision = its own
 // revision); ~8% of etcd txns carry 2–4 ops (sub-revisions 0..n-1).
 // Values are hand-encoded mvccpb.KeyValue; some keys carry a lease.
+// With `small`, every value is 40 B - 2 KiB (log-uniform) and none is big: the
+// sizes of a busy Kubernetes cluster's revisions (issue 11's scale row).
 //
 // Four times, an online MVCC compaction is replayed as etcd 3.4.23 does it
 // (meta/scheduledCompactRev, deletes of the revisions outside keep(R) in
@@ -171,11 +173,15 @@ type etcdGen struct {
 	rev      int64   // current revision (last main written)
 	cindex   uint64  // consistent_index
 	puts     int     // puts so far (for the big-value cadence)
+	small    bool    // values 40 B - 2 KiB only
 	pool     []byte  // random bytes values are cut from
 	popTotal int
 }
 
-func cmdGenEtcd(sizeArg, out string) {
+// Value sizes of the `small` profile.
+const smallMinV, smallMaxV = 40, 2048
+
+func cmdGenEtcd(sizeArg, out string, small bool) {
 	sizeMiB, err := strconv.ParseInt(sizeArg, 10, 64)
 	if err != nil || sizeMiB < 1 {
 		die("bad SIZE_MIB %q", sizeArg)
@@ -191,7 +197,7 @@ func cmdGenEtcd(sizeArg, out string) {
 		NoSync:         true,
 	})
 	must(err)
-	g := &etcdGen{r: rand.New(rand.NewSource(20240606)), db: db, rev: 1, byRes: make([][]int, len(etcdResources))}
+	g := &etcdGen{r: rand.New(rand.NewSource(20240606)), db: db, rev: 1, byRes: make([][]int, len(etcdResources)), small: small}
 	g.pool = make([]byte, 2<<20)
 	g.r.Read(g.pool)
 	for _, res := range etcdResources {
@@ -335,10 +341,14 @@ func (g *etcdGen) pickKey() int {
 func (g *etcdGen) value(res etcdResource) []byte {
 	g.puts++
 	n := 0
-	if res.big && g.puts%4000 == 500 {
+	minV, maxV := res.minV, res.maxV
+	if g.small {
+		minV, maxV = smallMinV, smallMaxV
+	}
+	if res.big && !g.small && g.puts%4000 == 500 {
 		n = 900<<10 + g.r.Intn(124<<10) // ~1 MiB, under etcd's 1.5 MiB request limit
 	} else {
-		lo, hi := math.Log(float64(res.minV)), math.Log(float64(res.maxV))
+		lo, hi := math.Log(float64(minV)), math.Log(float64(maxV))
 		n = int(math.Exp(lo + g.r.Float64()*(hi-lo)))
 	}
 	if n > len(g.pool) {

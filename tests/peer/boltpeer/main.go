@@ -19,7 +19,7 @@
 //	boltpeer compact SRC DST [TXMAXSIZE]  bolt.Compact(dst, src, txMaxSize) (default 65536)
 //	boltpeer gen SHAPE OUT                write fixture SHAPE to OUT (OUT is replaced)
 //	boltpeer compact-nosync SRC DST [TXMAXSIZE]  the same Compact, DST opened with NoSync
-//	boltpeer gen-etcd SIZE_MIB OUT        large etcd-3.4-schema db (genetcd.go)
+//	boltpeer gen-etcd SIZE_MIB OUT [small] large etcd-3.4-schema db (genetcd.go)
 //	boltpeer hashkv DB [REV]              etcd 3.4.23's HashKV at REV (default: current), hashkv.go
 //
 // Everything is printed to stdout. Errors go to stderr with exit status 2.
@@ -66,7 +66,7 @@ func usage() {
   boltpeer compact SRC DST [TXMAXSIZE]
   boltpeer gen SHAPE OUT        (shapes: `+shapeList()+`)
   boltpeer compact-nosync SRC DST [TXMAXSIZE]
-  boltpeer gen-etcd SIZE_MIB OUT
+  boltpeer gen-etcd SIZE_MIB OUT [small]
   boltpeer put DB BUCKET KEY VALUE  (one key in a top-level bucket, in one read-write tx)
   boltpeer hashkv DB [REV]          (etcd 3.4.23's HashKV, as etcd computes it: hashkv.go)`)
 	os.Exit(2)
@@ -116,10 +116,10 @@ func main() {
 		}
 		cmdCompact(args[0], args[1], txMax, dstOpts)
 	case "gen-etcd":
-		if len(args) != 2 {
+		if len(args) != 2 && !(len(args) == 3 && args[2] == "small") {
 			usage()
 		}
-		cmdGenEtcd(args[0], args[1])
+		cmdGenEtcd(args[0], args[1], len(args) == 3)
 	case "gen":
 		if len(args) != 2 {
 			usage()
