@@ -868,9 +868,12 @@ fn write_report(path: &std::path::Path, mode: u32, bytes: &[u8]) -> Result<(), E
 /// Run `f` with a progress bar on stderr (only when it is a terminal and the file is over
 /// 64 MiB): the bytes of pages read so far against the used size of the file, polled
 /// from [`Db::bytes_read`] every 100 ms on a thread of its own.
+/// The file is read ahead meanwhile ([`Db::with_read_ahead`]): a cold file streams in
+/// physical order instead of one fault at a time in tree order.
 fn with_read_bar<T>(db: &Db, what: &str, f: impl FnOnce() -> T) -> T {
     use std::io::IsTerminal;
     use std::sync::atomic::{AtomicBool, Ordering};
+    let f = || db.with_read_ahead(f);
     if db.file_size() <= 64 << 20 || !std::io::stderr().is_terminal() {
         return f();
     }
@@ -995,7 +998,7 @@ fn cmd_analyze(a: AnalyzeArgs, out: &mut Out) -> Result<u8, Error> {
         progress: analyze_bar(&db),
         ..Default::default()
     };
-    let analysis = boltpack::analyze::Analysis::gather_with(&db, &opts)?;
+    let analysis = db.with_read_ahead(|| boltpack::analyze::Analysis::gather_with(&db, &opts))?;
     let summary = Summary::of(&a.db.db, &analysis, a.quota_bytes.is_none());
     if let Some(path) = &a.html {
         let made = boltpack_report::html::Made {

@@ -418,16 +418,29 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
         }
     }
     let db = Db::open(src, OpenOptions { lock: req.lock })?;
+    // A cold source streams in in physical order meanwhile (`Db::with_read_ahead`).
+    db.with_read_ahead(|| compact_opened(req, &db, src, dst, in_place_db.as_deref(), start))
+}
+
+/// [`run`] once the source is open.
+fn compact_opened(
+    req: &CompactRequest<'_>,
+    db: &Db,
+    src: &Path,
+    dst: Option<&Path>,
+    in_place_db: Option<&Path>,
+    start: Instant,
+) -> Result<CompactReport> {
     let src_meta = std::fs::metadata(src).map_err(io_err(src))?;
-    let with_trailer = wants_trailer(&db, src, req.trailer)?;
+    let with_trailer = wants_trailer(db, src, req.trailer)?;
     let (mvcc, plan) = match req.mvcc {
         Some(m) => {
-            let (report, plan) = resolve_mvcc(&db, m)?;
+            let (report, plan) = resolve_mvcc(db, m)?;
             (Some(report), plan)
         }
         None => (None, None),
     };
-    let members = boltpack::etcd::bucket_len(&db, b"members")?;
+    let members = boltpack::etcd::bucket_len(db, b"members")?;
     let mut t = Transform::default();
     if let Some(p) = &plan {
         let meta: BTreeMap<Vec<u8>, Vec<u8>> = p.meta_entries().into_iter().collect();
@@ -435,7 +448,7 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
     }
     t.plan = plan.as_ref();
     let disarmed = if req.disarm {
-        disarm(&db, &mut t)?
+        disarm(db, &mut t)?
     } else {
         Vec::new()
     };
@@ -448,7 +461,7 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
     }
     let (summary, backup) = match dst {
         None => {
-            let mut s = plan_copy(&db, &req.opts, &t)?;
+            let mut s = plan_copy(db, &req.opts, &t)?;
             if with_trailer {
                 s.trailer = true;
                 s.dst_size += TRAILER_LEN as u64;
@@ -468,7 +481,7 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
                 trailer: with_trailer,
                 progress: req.progress,
             };
-            write_copy(&db, d, &req.opts, &t, &out, backup_to.as_deref())?
+            write_copy(db, d, &req.opts, &t, &out, backup_to.as_deref())?
         }
     };
     Ok(CompactReport {
@@ -480,7 +493,7 @@ pub fn run(req: &CompactRequest<'_>) -> Result<CompactReport> {
         elapsed_seconds: start.elapsed().as_secs_f64(),
         mvcc,
         members,
-        disarm_replayed_by_etcd34: !disarmed.is_empty() && written_by_etcd34(&db),
+        disarm_replayed_by_etcd34: !disarmed.is_empty() && written_by_etcd34(db),
         disarmed,
         disarm_asked: req.disarm,
     })

@@ -264,6 +264,10 @@ impl Db {
         );
     }
 
+    pub(super) fn source(&self) -> &Source {
+        &self.source
+    }
+
     /// Let go of the mapped pages read so far ([`Source::release`]); see [`ResidentBudget`].
     pub fn release_mapped(&self) {
         self.source.release();

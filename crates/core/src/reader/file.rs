@@ -43,6 +43,50 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Whether the system page holding `bytes[off]` is in the page cache (`mincore`):
+    /// `None` for an owned buffer, an offset outside the map, or when the call fails.
+    pub fn resident(&self, off: usize) -> Option<bool> {
+        let Source::Mapped { map, .. } = self else {
+            return None;
+        };
+        let page = system_page_size()?;
+        let start = off - off % page;
+        let range = map.get(start..off.checked_add(1)?)?;
+        let mut vec = [0u8; 1];
+        // SAFETY: `range` is inside the live map and starts on a page boundary (the map's
+        // base is page-aligned, and `start` a multiple of the page size), as mincore(2)
+        // requires; it spans one page, so the kernel writes the one byte of `vec`. mincore
+        // only reports residency: it reads nothing from the map and changes nothing.
+        let rc = unsafe {
+            libc::mincore(
+                range.as_ptr() as *mut libc::c_void,
+                range.len(),
+                vec.as_mut_ptr(),
+            )
+        };
+        (rc == 0).then_some(vec[0] & 1 == 1)
+    }
+
+    /// Read `buf.len()` bytes of the file at `off` through the file, not the map (so the
+    /// read leaves the page cache holding them and this process's resident set as it was).
+    /// Bytes read; 0 at the end or for an owned buffer.
+    pub fn read_file_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        match self {
+            Source::Mapped { _file, .. } => _file.read_at(buf, off),
+            Source::Owned(_) => Ok(0),
+        }
+    }
+}
+
+/// The kernel's page size, which mincore counts in.
+fn system_page_size() -> Option<usize> {
+    // SAFETY: sysconf reads a constant of the system; it takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
 /// Bytes of a page header and its first elements: two cache lines.
 const PREFETCH_BYTES: usize = 128;
 

@@ -8,6 +8,7 @@ mod limits;
 mod locks;
 mod node;
 mod reach;
+mod readahead;
 mod walk;
 
 pub use cursor::{Bucket, Cursor, Entry, Lost, plain_key_in_root, visit_all};
