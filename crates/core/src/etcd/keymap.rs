@@ -106,27 +106,12 @@ impl<T> Chunked<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(u64, u64);
 
-impl std::hash::Hash for KeyId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0);
-    }
-}
-
-/// Passes a [`KeyId`]'s first word on as the hash: the id is a hash already.
-#[derive(Default, Clone, Copy)]
-pub struct IdHash(u64);
-
-impl Hasher for IdHash {
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only key ids are hashed")
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
+impl KeyId {
+    /// `==` in two compares: a derived `==` may become a call into `memcmp` (LLVM merges
+    /// adjacent compares), which was a fifth of `analyze` on a large file.
+    #[inline]
+    fn is(self, other: KeyId) -> bool {
+        ((self.0 ^ other.0) | (self.1 ^ other.1)) == 0
     }
 }
 
@@ -142,7 +127,7 @@ impl Hasher for IdHash {
 /// The table holds only the id and an index into `slots` (24 bytes a key): it is what
 /// doubles, and at its resize both sizes are live.
 pub struct KeyIds<V> {
-    map: HashMap<KeyId, usize, BuildHasherDefault<IdHash>>,
+    map: IdTable,
     /// Per key in insertion order: where its bytes are ([`ARENA_CHUNK_BITS`] of offset
     /// under the arena chunk's number), its length, its value.
     slots: Chunked<(u32, u32, V)>,
@@ -158,7 +143,7 @@ const ARENA_CHUNK_BITS: u32 = 20;
 impl<V> Default for KeyIds<V> {
     fn default() -> Self {
         KeyIds {
-            map: HashMap::default(),
+            map: IdTable::default(),
             slots: Chunked::default(),
             arena: Vec::new(),
         }
@@ -173,12 +158,21 @@ pub fn key_id(key: &[u8]) -> KeyId {
 
 impl<V> KeyIds<V> {
     /// The entry for `key`, its bytes kept when it is new.
+    #[cfg(test)]
     pub fn entry(&mut self, key: &[u8]) -> &mut V
     where
         V: Default,
     {
+        self.entry_with_id(key_id(key), key)
+    }
+
+    /// [`entry`](Self::entry) for a key whose id is known (`id == key_id(key)`).
+    pub fn entry_with_id(&mut self, id: KeyId, key: &[u8]) -> &mut V
+    where
+        V: Default,
+    {
         let (arena, slots) = (&mut self.arena, &mut self.slots);
-        let i = *self.map.entry(key_id(key)).or_insert_with(|| {
+        let i = self.map.get_or_insert(id, || {
             let place = keep_bytes(arena, key);
             slots.push((place, key.len() as u32, V::default()));
             slots.len() - 1
@@ -186,12 +180,29 @@ impl<V> KeyIds<V> {
         &mut self.slots.get_mut(i).expect("an index the map gave").2
     }
 
+    /// Start loading the table slot where `id`'s search begins: a pass that asks for a
+    /// key some entries later then finds the slot in the cache (on a large file the table
+    /// is far larger than the cache, and each search was a wait for memory).
+    #[inline]
+    pub fn prefetch_slot(&self, id: KeyId) {
+        self.map.prefetch(id);
+    }
+
+    /// Start loading the value of `id`, when the key is known (its slot should have been
+    /// prefetched by then: this reads it).
+    #[inline]
+    pub fn prefetch_value(&self, id: KeyId) {
+        if let Some(v) = self.map.get(id).and_then(|i| self.slots.get(i)) {
+            crate::reader::prefetch_value(v);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
     pub fn contains_id(&self, id: KeyId) -> bool {
-        self.map.contains_key(&id)
+        self.map.get(id).is_some()
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
@@ -202,7 +213,7 @@ impl<V> KeyIds<V> {
     pub fn ids(&self) -> impl Iterator<Item = (KeyId, &V)> {
         self.map
             .iter()
-            .filter_map(|(&id, &i)| Some((id, &self.slots.get(i)?.2)))
+            .filter_map(|(id, i)| Some((id, &self.slots.get(i)?.2)))
     }
 
     /// Each key's bytes and value.
@@ -218,6 +229,149 @@ impl<V> KeyIds<V> {
             (key.unwrap_or_default(), v)
         })
     }
+}
+
+/// The id -> index table of a [`KeyIds`]: open addressing with linear probing over a
+/// power-of-two array of 24-byte slots, at most three quarters full. Its own rather than a
+/// `HashMap` so a pass can prefetch the slot a search will start at (`HashMap` does not
+/// say where that is). The id is a hash already: its first word places the slot.
+#[derive(Default)]
+struct IdTable {
+    slots: Vec<IdSlot>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct IdSlot {
+    id: KeyId,
+    /// [`IdSlot::EMPTY`] for a free slot.
+    index: usize,
+}
+
+impl IdSlot {
+    const EMPTY: usize = usize::MAX;
+    const FREE: IdSlot = IdSlot {
+        id: KeyId(0, 0),
+        index: IdSlot::EMPTY,
+    };
+}
+
+impl IdTable {
+    /// Slots of the first table.
+    const FIRST_SLOTS: usize = 1 << 10;
+
+    fn start(&self, id: KeyId) -> usize {
+        (id.0 as usize) & (self.slots.len() - 1)
+    }
+
+    #[inline]
+    fn prefetch(&self, id: KeyId) {
+        if !self.slots.is_empty() {
+            crate::reader::prefetch_value(&self.slots[self.start(id)]);
+        }
+    }
+
+    fn get(&self, id: KeyId) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.start(id);
+        loop {
+            let s = self.slots[at];
+            if s.index == IdSlot::EMPTY {
+                return None;
+            }
+            if s.id.is(id) {
+                return Some(s.index);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// The index of `id`, or the one `make` gives it when it is new.
+    fn get_or_insert(&mut self, id: KeyId, make: impl FnOnce() -> usize) -> usize {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.start(id);
+        loop {
+            let s = &mut self.slots[at];
+            if s.index == IdSlot::EMPTY {
+                let index = make();
+                *s = IdSlot { id, index };
+                self.len += 1;
+                return index;
+            }
+            if s.id.is(id) {
+                return s.index;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).max(Self::FIRST_SLOTS);
+        let old = std::mem::replace(&mut self.slots, vec![IdSlot::FREE; n]);
+        let mask = n - 1;
+        for s in old.into_iter().filter(|s| s.index != IdSlot::EMPTY) {
+            let mut at = self.start(s.id);
+            while self.slots[at].index != IdSlot::EMPTY {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = s;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (KeyId, usize)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.index != IdSlot::EMPTY)
+            .map(|s| (s.id, s.index))
+    }
+}
+
+/// Steps between prefetching an item's memory and using it, per stage of [`pipelined`]:
+/// enough for the loads of several entries to be on their way at once.
+const AHEAD_STEPS: usize = 8;
+
+/// Feed `items` to `f` [`AHEAD_STEPS`] * 2 items behind the iterator: `first` sees each
+/// item as it arrives (to prefetch what a lookup will read first, e.g. a table slot), and
+/// `second` [`AHEAD_STEPS`] items later (to prefetch what the first load points to). A
+/// pass over a file much larger than the cache then waits for memory once for many
+/// entries instead of once per entry. The order of `f`'s calls is the items' order; an
+/// error stops it at once (the items behind the error are not fed).
+pub(crate) fn pipelined<S, T, E>(
+    items: impl Iterator<Item = Result<T, E>>,
+    state: &mut S,
+    first: impl Fn(&S, &T),
+    second: impl Fn(&S, &T),
+    mut f: impl FnMut(&mut S, T) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut ring: std::collections::VecDeque<T> =
+        std::collections::VecDeque::with_capacity(2 * AHEAD_STEPS + 1);
+    for item in items {
+        let item = item?;
+        first(state, &item);
+        ring.push_back(item);
+        if let Some(mid) = ring.len().checked_sub(AHEAD_STEPS + 1) {
+            second(state, &ring[mid]);
+        }
+        if ring.len() > 2 * AHEAD_STEPS
+            && let Some(t) = ring.pop_front()
+        {
+            f(state, t)?;
+        }
+    }
+    while let Some(t) = ring.pop_front() {
+        f(state, t)?;
+    }
+    Ok(())
 }
 
 /// Copy `key` into the arena: its place, or `u32::MAX` when it cannot be numbered.
@@ -299,6 +453,62 @@ mod tests {
             ]
         );
         assert!(m.contains_id(key_id(b"/registry/pods/b")));
+    }
+
+    #[test]
+    fn id_table_finds_every_id_through_growth_and_collisions() {
+        let mut t = IdTable::default();
+        assert_eq!(t.get(KeyId(1, 1)), None);
+        // Ids sharing their first word land on one slot and probe past each other.
+        let ids: Vec<KeyId> = (0..5000u64)
+            .map(|i| KeyId(if i % 3 == 0 { 7 } else { i * 0x9e37_79b9 }, i))
+            .collect();
+        for (n, &id) in ids.iter().enumerate() {
+            assert_eq!(t.get_or_insert(id, || n), n);
+            assert_eq!(t.get_or_insert(id, || unreachable!()), n);
+        }
+        assert_eq!(t.len(), ids.len());
+        for (n, &id) in ids.iter().enumerate() {
+            assert_eq!(t.get(id), Some(n));
+        }
+        assert_eq!(t.get(KeyId(7, 1)), None);
+        assert_eq!(t.iter().count(), ids.len());
+    }
+
+    #[test]
+    fn pipelined_feeds_every_item_in_order_and_stops_at_an_error() {
+        for n in [0, 1, AHEAD_STEPS, 2 * AHEAD_STEPS, 2 * AHEAD_STEPS + 1, 100] {
+            let mut seen: Vec<usize> = Vec::new();
+            let items = (0..n).map(Ok::<usize, ()>);
+            pipelined(
+                items,
+                &mut seen,
+                |_, _| {},
+                |_, _| {},
+                |s, i| {
+                    s.push(i);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        }
+        let items = (0..50).map(|i| if i == 30 { Err(i) } else { Ok(i) });
+        let mut fed = 0;
+        assert_eq!(
+            pipelined(
+                items,
+                &mut fed,
+                |_, _| {},
+                |_, _| {},
+                |s, _| {
+                    *s += 1;
+                    Ok(())
+                }
+            ),
+            Err(30)
+        );
+        assert!(fed < 30);
     }
 
     #[test]

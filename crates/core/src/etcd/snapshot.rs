@@ -16,11 +16,11 @@ use sha2::Digest;
 use crate::error::Result;
 use crate::etcd::hashkv::SpanCrc;
 use crate::etcd::keyindex::{decode_entry_key_only, parse_revision_key};
-use crate::etcd::keymap::KeyIds;
+use crate::etcd::keymap::{KeyId, KeyIds, key_id, pipelined};
 use crate::etcd::meta::last_key_revision;
 use crate::etcd::{KEY_BUCKET, RevisionKey};
 use crate::format::text::hex;
-use crate::reader::{Bucket, Cursor, Db, plain_key_in_root};
+use crate::reader::{Bucket, Cursor, Db, Entry, plain_key_in_root};
 
 /// Length of the trailer: a SHA-256.
 pub const TRAILER_LEN: usize = 32;
@@ -255,20 +255,33 @@ fn key_bucket_pass(db: &Db, bucket: &Bucket<'_>) -> Result<KeyPass> {
 fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<KeyHalf> {
     let mut half = KeyHalf::default();
     let mut crc = SpanCrc::over(db.bytes());
-    for e in cursor {
-        let e = e?;
-        if until.is_some_and(|u| e.key >= u) {
-            break;
-        }
-        crc.append(e.key);
-        if !e.is_bucket() {
-            crc.append(e.value);
-        }
-        half.entries += 1;
-        let (rev, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
-        half.last_main = Some(rev.main);
-        *half.newest_is_put.entry(kv.key) = !rev.tombstone;
-    }
+    // Cut at `until` before decoding: an entry past it belongs to the other half.
+    let entries = cursor
+        .take_while(|e| !matches!((e, until), (Ok(e), Some(u)) if e.key >= u))
+        .map(|e| {
+            let e = e?;
+            let (rev, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
+            Ok((e, rev, key_id(kv.key), kv.key))
+        });
+    type Step<'s> = (Entry<'s>, RevisionKey, KeyId, &'s [u8]);
+    let ahead_slot = |h: &KeyHalf, s: &Step<'a>| h.newest_is_put.prefetch_slot(s.2);
+    let ahead_value = |h: &KeyHalf, s: &Step<'a>| h.newest_is_put.prefetch_value(s.2);
+    pipelined(
+        entries,
+        &mut half,
+        ahead_slot,
+        ahead_value,
+        |half, (e, rev, id, key)| {
+            crc.append(e.key);
+            if !e.is_bucket() {
+                crc.append(e.value);
+            }
+            half.entries += 1;
+            half.last_main = Some(rev.main);
+            *half.newest_is_put.entry_with_id(id, key) = !rev.tombstone;
+            Ok(())
+        },
+    )?;
     (half.crc, half.len) = crc.finish();
     Ok(half)
 }

@@ -107,6 +107,17 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// Hint the CPU to start loading the cache lines of `v` (a table slot a pass reads a few
+/// steps later): see [`prefetch`].
+#[inline]
+pub fn prefetch_value<T>(v: &T) {
+    // SAFETY: `v` is a live reference, so its bytes are readable for its size.
+    let bytes = unsafe {
+        std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    };
+    prefetch(bytes);
+}
+
 /// Open `path` read-only; with `lock`, take a shared flock first and refuse a file whose
 /// exclusive lock is held (bbolt, hence etcd, holds one while the db is open read-write).
 pub fn open_source(path: &Path, lock: bool) -> Result<Source> {
