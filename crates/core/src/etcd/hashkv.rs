@@ -18,10 +18,11 @@ use crate::error::Error;
 use std::collections::HashSet;
 
 use crate::etcd::keyindex::{KeyIndex, Rev, decode_entry_key_only, parse_revision_key};
-use crate::etcd::keymap::KeyMap;
+use crate::etcd::keymap::pipelined;
+use crate::etcd::keyslots::{KeySlots, key_hash};
 use crate::etcd::meta::{Revisions, key_bucket};
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
-use crate::reader::{Bucket, Db, ResidentBudget};
+use crate::reader::{Bucket, Db, Entry, ResidentBudget};
 
 /// The answer of `etcdctl endpoint hashkv --rev R`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -164,12 +165,11 @@ fn one_pass(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<Option<u32
         }
     }
     // The low keys whose revision keep(rev) may keep, numbered for the halves' marks.
-    let mut slots: KeyMap<u32> = KeyMap::default();
-    for (key, st) in ix.iter() {
-        if st.kept().is_some() {
-            slots.insert(key.into(), slots.len() as u32);
-        }
-    }
+    let slots = KeySlots::new(
+        ix.iter()
+            .filter(|(_, st)| st.kept().is_some())
+            .map(|(key, _)| key),
+    );
     if low > 0 && slots.is_empty() {
         return Ok(None);
     }
@@ -192,8 +192,12 @@ fn one_pass(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<Option<u32
         return Ok(None);
     }
     let touched = |slot: u32| earlier.touched[slot as usize] || later.touched[slot as usize];
-    let untouched_kept = |key: &[u8]| slots.get(key).is_some_and(|&slot| !touched(slot));
-    if low > 0 && !slots.keys().any(|k| untouched_kept(k)) {
+    let untouched_kept = |key: &[u8]| {
+        slots
+            .get(key_hash(key), key)
+            .is_some_and(|slot| !touched(slot))
+    };
+    if low > 0 && !(0..slots.len() as u32).any(|slot| !touched(slot)) {
         return Ok(None);
     }
     let mut h = crc32c::crc32c_append(0, KEY_BUCKET);
@@ -255,7 +259,7 @@ fn upper_half(
     to: i64,
     rev: i64,
     compact: i64,
-    slots: &KeyMap<u32>,
+    slots: &KeySlots,
 ) -> Result<UpperHalf, Error> {
     let mut half = UpperHalf {
         crc: 0,
@@ -270,26 +274,36 @@ fn upper_half(
         tombstone: false,
     }
     .to_bytes();
-    for e in bucket.iter_from(&start)? {
-        let e = e?;
-        let (r, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
-        if r.main <= compact {
-            // Negative mains sort after every other: seen by the later half.
-            half.low_after_higher = true;
-            continue;
-        }
-        if r.main >= to {
-            break;
-        }
-        if r.main > rev {
-            continue;
-        }
-        if let Some(&slot) = slots.get(kv.key) {
-            half.touched[slot as usize] = true;
-        }
-        crc.append(e.key);
-        crc.append(e.value);
-    }
+    let entries = bucket
+        .iter_from(&start)?
+        .map(|e| {
+            let e = e?;
+            let (r, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
+            Ok((e, r, kv.key, key_hash(kv.key)))
+        })
+        // Negative mains sort after every other: the later half (to = MAX) sees them.
+        .take_while(|s| !matches!(s, Ok((_, r, _, _)) if r.main >= to));
+    type Step<'s> = (Entry<'s>, RevisionKey, &'s [u8], u64);
+    let ahead_slot = |_: &UpperHalf, s: &Step<'_>| slots.prefetch_slot(s.3);
+    let ahead_key = |_: &UpperHalf, s: &Step<'_>| slots.prefetch_key(s.3);
+    pipelined(
+        entries,
+        &mut half,
+        ahead_slot,
+        ahead_key,
+        |half, (e, r, key, hash)| {
+            if r.main <= compact {
+                half.low_after_higher = true;
+            } else if r.main <= rev {
+                if let Some(slot) = slots.get(hash, key) {
+                    half.touched[slot as usize] = true;
+                }
+                crc.append(e.key);
+                crc.append(e.value);
+            }
+            Ok(())
+        },
+    )?;
     (half.crc, half.len) = crc.finish();
     Ok(half)
 }

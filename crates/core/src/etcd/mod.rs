@@ -6,6 +6,7 @@ mod get;
 mod hashkv;
 mod keyindex;
 mod keymap;
+mod keyslots;
 mod kv;
 mod meta;
 mod revision;
