@@ -17,7 +17,9 @@ use crate::error::DamageKind;
 use crate::error::{Error, Result};
 use crate::reader::{Bucket, Db};
 
-use super::keymap::{self, KeyMap};
+use super::keymap::pipelined;
+use super::keyslots::key_hash;
+use super::keytable::KeyTable;
 use super::{KEY_BUCKET, KeyValue, META_BUCKET, RevisionKey, Rules};
 
 /// `meta` bucket keys written by compaction (etcd@v3.4 `mvcc/kvstore.go`).
@@ -74,17 +76,34 @@ fn newest_up_to<'a>(
     db: &'a Db,
     entries: impl Iterator<Item = Result<crate::reader::Entry<'a>>>,
     last: i64,
-) -> Result<KeyMap<RevisionKey>> {
-    let mut newest = KeyMap::default();
-    for e in entries {
-        let e = e?;
-        let r = RevisionKey::parse(e.key).map_err(|m| bad_entry(db, e.key, m))?;
-        if r.main > last {
-            break;
-        }
-        let kv = KeyValue::decode_through_value(e.value).map_err(|m| bad_entry(db, e.value, m))?;
-        keymap::set(&mut newest, kv.key, r);
-    }
+) -> Result<KeyTable<RevisionKey>> {
+    let mut newest = KeyTable::default();
+    let steps = entries
+        .map(|e| {
+            let e = e?;
+            let r = RevisionKey::parse(e.key).map_err(|m| bad_entry(db, e.key, m))?;
+            Ok((e, r))
+        })
+        .take_while(|s| !matches!(s, Ok((_, r)) if r.main > last))
+        .map(|s| {
+            let (e, r) = s?;
+            let kv =
+                KeyValue::decode_through_value(e.value).map_err(|m| bad_entry(db, e.value, m))?;
+            Ok((r, kv.key, key_hash(kv.key)))
+        });
+    let ahead_slot =
+        |t: &KeyTable<RevisionKey>, s: &(RevisionKey, &[u8], u64)| t.prefetch_slot(s.2);
+    let ahead_key = |t: &KeyTable<RevisionKey>, s: &(RevisionKey, &[u8], u64)| t.prefetch_key(s.2);
+    pipelined(
+        steps,
+        &mut newest,
+        ahead_slot,
+        ahead_key,
+        |t, (r, key, hash)| {
+            t.set(hash, key, r);
+            Ok(())
+        },
+    )?;
     Ok(newest)
 }
 
@@ -143,7 +162,7 @@ impl<'a> CompactionPlan<'a> {
                 )
             });
             let mut newest = earlier?;
-            newest.extend(later?);
+            newest.extend_from(&later?);
             newest
         };
         let survives =

@@ -7,6 +7,7 @@ mod hashkv;
 mod keyindex;
 mod keymap;
 mod keyslots;
+mod keytable;
 mod kv;
 mod meta;
 mod revision;

@@ -1,0 +1,230 @@
+//! An exact, growing map from user keys to values that a pass can prefetch: what
+//! [`KeySlots`](super::keyslots::KeySlots) is for a fixed set of keys, for a pass that meets
+//! new keys as it goes (the compaction plan's newest revision per key).
+//!
+//! Keys are copied once into an arena of 1 MiB chunks; the table is open addressing with
+//! linear probing over 32-byte slots (the key's 64-bit XXH3, where its bytes are, the
+//! value's index), at most three quarters full; values sit in [`Chunked`] storage, in
+//! insertion order. A lookup compares the hash in the slot, then the bytes in the arena:
+//! exact. [`KeyTable::prefetch_slot`] and [`KeyTable::prefetch_key`] let a pass request
+//! both some entries before it asks (see [`pipelined`](super::keymap::pipelined)).
+
+use super::keymap::Chunked;
+use super::keyslots::key_hash;
+use crate::reader::prefetch_value;
+
+pub struct KeyTable<V> {
+    table: Vec<Slot>,
+    len: usize,
+    values: Chunked<V>,
+    arena: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    hash: u64,
+    /// The key's arena chunk and offset in it.
+    chunk: u32,
+    at: u32,
+    len: u32,
+    /// Index in `values`; [`Slot::EMPTY`] for a free slot.
+    index: usize,
+}
+
+impl Slot {
+    const EMPTY: usize = usize::MAX;
+    const FREE: Slot = Slot {
+        hash: 0,
+        chunk: 0,
+        at: 0,
+        len: 0,
+        index: Slot::EMPTY,
+    };
+}
+
+/// Bytes of an arena chunk; a longer key gets a chunk of its own.
+const ARENA_CHUNK: usize = 1 << 20;
+/// Slots of the first table.
+const FIRST_SLOTS: usize = 1 << 10;
+
+impl<V> Default for KeyTable<V> {
+    fn default() -> Self {
+        KeyTable {
+            table: Vec::new(),
+            len: 0,
+            values: Chunked::default(),
+            arena: Vec::new(),
+        }
+    }
+}
+
+impl<V> KeyTable<V> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn key_of(&self, s: &Slot) -> &[u8] {
+        let (at, len) = (s.at as usize, s.len as usize);
+        &self.arena[s.chunk as usize][at..at + len]
+    }
+
+    fn start(&self, hash: u64) -> usize {
+        (hash as usize) & (self.table.len() - 1)
+    }
+
+    /// Where `key` (with [`key_hash`] `hash`) is in the table, or the free slot it would
+    /// take.
+    fn find(&self, hash: u64, key: &[u8]) -> usize {
+        let mask = self.table.len() - 1;
+        let mut at = self.start(hash);
+        loop {
+            let s = &self.table[at];
+            if s.index == Slot::EMPTY || (s.hash == hash && self.key_of(s) == key) {
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Set `key`'s value (`hash` = [`key_hash`] of `key`), copying the key in when new.
+    pub fn set(&mut self, hash: u64, key: &[u8], value: V) {
+        if (self.len + 1) * 4 > self.table.len() * 3 {
+            self.grow();
+        }
+        let at = self.find(hash, key);
+        let index = self.table[at].index;
+        if index != Slot::EMPTY {
+            if let Some(v) = self.values.get_mut(index) {
+                *v = value;
+            }
+            return;
+        }
+        let (chunk, off) = self.keep(key);
+        self.values.push(value);
+        self.table[at] = Slot {
+            hash,
+            chunk,
+            at: off,
+            len: key.len() as u32,
+            index: self.values.len() - 1,
+        };
+        self.len += 1;
+    }
+
+    /// Copy `key` into the arena: its chunk and offset.
+    fn keep(&mut self, key: &[u8]) -> (u32, u32) {
+        let fits = self
+            .arena
+            .last()
+            .is_some_and(|c| c.len() + key.len() <= c.capacity());
+        if !fits {
+            self.arena
+                .push(Vec::with_capacity(key.len().max(ARENA_CHUNK)));
+        }
+        let n = self.arena.len() - 1;
+        let c = &mut self.arena[n];
+        let off = c.len();
+        c.extend_from_slice(key);
+        (n as u32, off as u32)
+    }
+
+    fn grow(&mut self) {
+        let n = (self.table.len() * 2).max(FIRST_SLOTS);
+        let old = std::mem::replace(&mut self.table, vec![Slot::FREE; n]);
+        for s in old.into_iter().filter(|s| s.index != Slot::EMPTY) {
+            let mut at = self.start(s.hash);
+            while self.table[at].index != Slot::EMPTY {
+                at = (at + 1) & (n - 1);
+            }
+            self.table[at] = s;
+        }
+    }
+
+    /// Start loading the slot where the search for `hash` begins.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        if !self.table.is_empty() {
+            prefetch_value(&self.table[self.start(hash)]);
+        }
+    }
+
+    /// Start loading the key bytes that `hash`'s first slot points to, when its hash
+    /// matches (that slot should be in the cache by now: this reads it).
+    #[inline]
+    pub fn prefetch_key(&self, hash: u64) {
+        if self.table.is_empty() {
+            return;
+        }
+        let s = &self.table[self.start(hash)];
+        if s.index != Slot::EMPTY
+            && s.hash == hash
+            && let Some(b) = self
+                .arena
+                .get(s.chunk as usize)
+                .and_then(|c| c.get(s.at as usize))
+        {
+            prefetch_value(b);
+        }
+    }
+
+    /// Every key and its value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.table
+            .iter()
+            .filter(|s| s.index != Slot::EMPTY)
+            .filter_map(|s| Some((self.key_of(s), self.values.get(s.index)?)))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.values.iter()
+    }
+}
+
+impl<V: Copy> KeyTable<V> {
+    /// Set every key of `other` to its value there.
+    pub fn extend_from(&mut self, other: &KeyTable<V>) {
+        for (k, &v) in other.iter() {
+            self.set(key_hash(k), k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_and_replaces_exactly_through_growth() {
+        let mut t: KeyTable<u32> = KeyTable::default();
+        let key = |i: u32| format!("/registry/leases/ns/{i}").into_bytes();
+        for round in 0..2 {
+            for i in 0..5000 {
+                t.set(key_hash(&key(i)), &key(i), i + round);
+            }
+        }
+        // A key longer than an arena chunk.
+        let long = vec![b'x'; ARENA_CHUNK + 3];
+        t.set(key_hash(&long), &long, 7);
+        assert_eq!(t.len(), 5001);
+        let mut all: Vec<(Vec<u8>, u32)> = t.iter().map(|(k, &v)| (k.to_vec(), v)).collect();
+        all.sort();
+        let mut want: Vec<(Vec<u8>, u32)> = (0..5000).map(|i| (key(i), i + 1)).collect();
+        want.push((long.clone(), 7));
+        want.sort();
+        assert_eq!(all, want);
+        // Equal hashes, different bytes: two keys (the hash only places them).
+        let mut c: KeyTable<u8> = KeyTable::default();
+        c.set(1, b"a", 1);
+        c.set(1, b"b", 2);
+        c.set(1, b"a", 3);
+        assert_eq!(c.len(), 2);
+        c.prefetch_slot(1);
+        c.prefetch_key(1);
+        let mut merged: KeyTable<u8> = KeyTable::default();
+        merged.set(key_hash(b"a"), b"a", 9);
+        merged.extend_from(&c);
+        assert_eq!(merged.len(), 2);
+        assert!(merged.iter().any(|(k, &v)| k == b"a" && v == 3));
+        KeyTable::<u8>::default().prefetch_key(5);
+    }
+}
