@@ -100,11 +100,21 @@ fn newest_up_to<'a>(
         ahead_slot,
         ahead_key,
         |t, (r, key, hash)| {
-            t.set(hash, key, r);
-            Ok(())
+            if t.set(hash, key, r) {
+                Ok(())
+            } else {
+                Err(too_many_keys())
+            }
         },
     )?;
     Ok(newest)
+}
+
+fn too_many_keys() -> Error {
+    Error::Usage(format!(
+        "more than {} distinct user keys: too many for a compaction plan",
+        super::keytable::MAX_KEYS
+    ))
 }
 
 fn bad_entry(db: &Db, at: &[u8], what: impl std::fmt::Display) -> Error {
@@ -162,7 +172,9 @@ impl<'a> CompactionPlan<'a> {
                 )
             });
             let mut newest = earlier?;
-            newest.extend_from(&later?);
+            if !newest.extend_from(&later?) {
+                return Err(too_many_keys());
+            }
             newest
         };
         let survives =

@@ -3,7 +3,7 @@
 //! new keys as it goes (the compaction plan's newest revision per key).
 //!
 //! Keys are copied once into an arena of 1 MiB chunks; the table is open addressing with
-//! linear probing over 32-byte slots (the key's 64-bit XXH3, where its bytes are, the
+//! linear probing over 24-byte slots (the key's 64-bit XXH3, where its bytes are, the
 //! value's index), at most three quarters full; values sit in [`Chunked`] storage, in
 //! insertion order. A lookup compares the hash in the slot, then the bytes in the arena:
 //! exact. [`KeyTable::prefetch_slot`] and [`KeyTable::prefetch_key`] let a pass request
@@ -27,12 +27,16 @@ struct Slot {
     chunk: u32,
     at: u32,
     len: u32,
-    /// Index in `values`; [`Slot::EMPTY`] for a free slot.
-    index: usize,
+    /// Index in `values`; [`Slot::EMPTY`] for a free slot. 32 bits keep the slot at 24
+    /// bytes; [`MAX_KEYS`] bounds the table.
+    index: u32,
 }
 
+/// Keys a table holds at most (a file with more distinct keys is some 100 GiB).
+pub const MAX_KEYS: usize = u32::MAX as usize - 1;
+
 impl Slot {
-    const EMPTY: usize = usize::MAX;
+    const EMPTY: u32 = u32::MAX;
     const FREE: Slot = Slot {
         hash: 0,
         chunk: 0,
@@ -87,17 +91,22 @@ impl<V> KeyTable<V> {
     }
 
     /// Set `key`'s value (`hash` = [`key_hash`] of `key`), copying the key in when new.
-    pub fn set(&mut self, hash: u64, key: &[u8], value: V) {
+    /// `false` (nothing set) when the key is new and the table holds [`MAX_KEYS`].
+    #[must_use]
+    pub fn set(&mut self, hash: u64, key: &[u8], value: V) -> bool {
         if (self.len + 1) * 4 > self.table.len() * 3 {
             self.grow();
         }
         let at = self.find(hash, key);
         let index = self.table[at].index;
         if index != Slot::EMPTY {
-            if let Some(v) = self.values.get_mut(index) {
+            if let Some(v) = self.values.get_mut(index as usize) {
                 *v = value;
             }
-            return;
+            return true;
+        }
+        if self.len >= MAX_KEYS {
+            return false;
         }
         let (chunk, off) = self.keep(key);
         self.values.push(value);
@@ -106,9 +115,10 @@ impl<V> KeyTable<V> {
             chunk,
             at: off,
             len: key.len() as u32,
-            index: self.values.len() - 1,
+            index: (self.values.len() - 1) as u32,
         };
         self.len += 1;
+        true
     }
 
     /// Copy `key` into the arena: its chunk and offset.
@@ -172,7 +182,7 @@ impl<V> KeyTable<V> {
         self.table
             .iter()
             .filter(|s| s.index != Slot::EMPTY)
-            .filter_map(|s| Some((self.key_of(s), self.values.get(s.index)?)))
+            .filter_map(|s| Some((self.key_of(s), self.values.get(s.index as usize)?)))
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
@@ -181,11 +191,10 @@ impl<V> KeyTable<V> {
 }
 
 impl<V: Copy> KeyTable<V> {
-    /// Set every key of `other` to its value there.
-    pub fn extend_from(&mut self, other: &KeyTable<V>) {
-        for (k, &v) in other.iter() {
-            self.set(key_hash(k), k, v);
-        }
+    /// Set every key of `other` to its value there; `false` as [`set`](Self::set).
+    #[must_use]
+    pub fn extend_from(&mut self, other: &KeyTable<V>) -> bool {
+        other.iter().all(|(k, &v)| self.set(key_hash(k), k, v))
     }
 }
 
@@ -199,12 +208,12 @@ mod tests {
         let key = |i: u32| format!("/registry/leases/ns/{i}").into_bytes();
         for round in 0..2 {
             for i in 0..5000 {
-                t.set(key_hash(&key(i)), &key(i), i + round);
+                assert!(t.set(key_hash(&key(i)), &key(i), i + round));
             }
         }
         // A key longer than an arena chunk.
         let long = vec![b'x'; ARENA_CHUNK + 3];
-        t.set(key_hash(&long), &long, 7);
+        assert!(t.set(key_hash(&long), &long, 7));
         assert_eq!(t.len(), 5001);
         let mut all: Vec<(Vec<u8>, u32)> = t.iter().map(|(k, &v)| (k.to_vec(), v)).collect();
         all.sort();
@@ -214,15 +223,12 @@ mod tests {
         assert_eq!(all, want);
         // Equal hashes, different bytes: two keys (the hash only places them).
         let mut c: KeyTable<u8> = KeyTable::default();
-        c.set(1, b"a", 1);
-        c.set(1, b"b", 2);
-        c.set(1, b"a", 3);
+        assert!(c.set(1, b"a", 1) && c.set(1, b"b", 2) && c.set(1, b"a", 3));
         assert_eq!(c.len(), 2);
         c.prefetch_slot(1);
         c.prefetch_key(1);
         let mut merged: KeyTable<u8> = KeyTable::default();
-        merged.set(key_hash(b"a"), b"a", 9);
-        merged.extend_from(&c);
+        assert!(merged.set(key_hash(b"a"), b"a", 9) && merged.extend_from(&c));
         assert_eq!(merged.len(), 2);
         assert!(merged.iter().any(|(k, &v)| k == b"a" && v == 3));
         KeyTable::<u8>::default().prefetch_key(5);
