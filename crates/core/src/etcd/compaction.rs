@@ -18,8 +18,7 @@ use crate::error::{Error, Result};
 use crate::reader::{Bucket, Db};
 
 use super::keymap::pipelined;
-use super::keyslots::key_hash;
-use super::keytable::KeyTable;
+use super::keytable::{KeyTable, key_hash};
 use super::{KEY_BUCKET, KeyValue, META_BUCKET, RevisionKey, Rules};
 
 /// `meta` bucket keys written by compaction (etcd@v3.4 `mvcc/kvstore.go`).
@@ -103,18 +102,11 @@ fn newest_up_to<'a>(
             if t.set(hash, key, r) {
                 Ok(())
             } else {
-                Err(too_many_keys())
+                Err(super::too_many_keys("a compaction plan"))
             }
         },
     )?;
     Ok(newest)
-}
-
-fn too_many_keys() -> Error {
-    Error::Usage(format!(
-        "more than {} distinct user keys: too many for a compaction plan",
-        super::keytable::MAX_KEYS
-    ))
 }
 
 fn bad_entry(db: &Db, at: &[u8], what: impl std::fmt::Display) -> Error {
@@ -173,7 +165,7 @@ impl<'a> CompactionPlan<'a> {
             });
             let mut newest = earlier?;
             if !newest.extend_from(&later?) {
-                return Err(too_many_keys());
+                return Err(super::too_many_keys("a compaction plan"));
             }
             newest
         };

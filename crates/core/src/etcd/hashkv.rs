@@ -19,7 +19,7 @@ use std::collections::HashSet;
 
 use crate::etcd::keyindex::{KeyIndex, Rev, decode_entry_key_only, parse_revision_key};
 use crate::etcd::keymap::pipelined;
-use crate::etcd::keyslots::{KeySlots, key_hash};
+use crate::etcd::keytable::{KeyTable, key_hash};
 use crate::etcd::meta::{Revisions, key_bucket};
 use crate::etcd::{KEY_BUCKET, RevisionKey, Rules};
 use crate::reader::{Bucket, Db, Entry, ResidentBudget};
@@ -165,11 +165,12 @@ fn one_pass(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<Option<u32
         }
     }
     // The low keys whose revision keep(rev) may keep, numbered for the halves' marks.
-    let slots = KeySlots::new(
-        ix.iter()
-            .filter(|(_, st)| st.kept().is_some())
-            .map(|(key, _)| key),
-    );
+    let mut slots: KeyTable<()> = KeyTable::default();
+    for (key, _) in ix.iter().filter(|(_, st)| st.kept().is_some()) {
+        if !slots.set(key_hash(key), key, ()) {
+            return Err(super::too_many_keys("HashKV"));
+        }
+    }
     if low > 0 && slots.is_empty() {
         return Ok(None);
     }
@@ -191,13 +192,13 @@ fn one_pass(db: &Db, rev: i64, compact: i64, rules: &Rules) -> Result<Option<u32
     if earlier.low_after_higher || later.low_after_higher {
         return Ok(None);
     }
-    let touched = |slot: u32| earlier.touched[slot as usize] || later.touched[slot as usize];
+    let touched = |slot: usize| earlier.touched[slot] || later.touched[slot];
     let untouched_kept = |key: &[u8]| {
         slots
-            .get(key_hash(key), key)
+            .index_of(key_hash(key), key)
             .is_some_and(|slot| !touched(slot))
     };
-    if low > 0 && !(0..slots.len() as u32).any(|slot| !touched(slot)) {
+    if low > 0 && !(0..slots.len()).any(|slot| !touched(slot)) {
         return Ok(None);
     }
     let mut h = crc32c::crc32c_append(0, KEY_BUCKET);
@@ -259,7 +260,7 @@ fn upper_half(
     to: i64,
     rev: i64,
     compact: i64,
-    slots: &KeySlots,
+    slots: &KeyTable<()>,
 ) -> Result<UpperHalf, Error> {
     let mut half = UpperHalf {
         crc: 0,
@@ -295,8 +296,8 @@ fn upper_half(
             if r.main <= compact {
                 half.low_after_higher = true;
             } else if r.main <= rev {
-                if let Some(slot) = slots.get(hash, key) {
-                    half.touched[slot as usize] = true;
+                if let Some(slot) = slots.index_of(hash, key) {
+                    half.touched[slot] = true;
                 }
                 crc.append(e.key);
                 crc.append(e.value);

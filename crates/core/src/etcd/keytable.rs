@@ -1,6 +1,6 @@
-//! An exact, growing map from user keys to values that a pass can prefetch: what
-//! [`KeySlots`](super::keyslots::KeySlots) is for a fixed set of keys, for a pass that meets
-//! new keys as it goes (the compaction plan's newest revision per key).
+//! An exact, growing map from user keys to values that a pass can prefetch: the compaction
+//! plan's newest revision per key, and HashKV's numbered low keys. (`analyze` and
+//! `snapshot status` keep `KeyIds`: comparing the key bytes too made them 8-20% slower.)
 //!
 //! Keys are copied once into an arena of 1 MiB chunks; the table is open addressing with
 //! linear probing over 24-byte slots (the key's 64-bit XXH3, where its bytes are, the
@@ -10,8 +10,22 @@
 //! both some entries before it asks (see [`pipelined`](super::keymap::pipelined)).
 
 use super::keymap::Chunked;
-use super::keyslots::key_hash;
+use crate::error::Error;
 use crate::reader::prefetch_value;
+
+/// The 64-bit XXH3 a [`KeyTable`] places a key by (SipHash's flood resistance buys
+/// nothing on one's own file; a crafted collision only lengthens a probe: lookups compare
+/// the bytes).
+pub fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
+/// A pass met more than [`MAX_KEYS`] distinct user keys.
+pub fn too_many_keys(what: &str) -> Error {
+    Error::Usage(format!(
+        "more than {MAX_KEYS} distinct user keys: too many for {what}"
+    ))
+}
 
 pub struct KeyTable<V> {
     table: Vec<Slot>,
@@ -67,6 +81,10 @@ impl<V> KeyTable<V> {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     fn key_of(&self, s: &Slot) -> &[u8] {
         let (at, len) = (s.at as usize, s.len as usize);
         &self.arena[s.chunk as usize][at..at + len]
@@ -94,31 +112,44 @@ impl<V> KeyTable<V> {
     /// `false` (nothing set) when the key is new and the table holds [`MAX_KEYS`].
     #[must_use]
     pub fn set(&mut self, hash: u64, key: &[u8], value: V) -> bool {
+        let mut value = Some(value);
+        let Some(i) = self.index_or_insert(hash, key, || value.take().expect("made once")) else {
+            return false;
+        };
+        if let (Some(value), Some(v)) = (value, self.values.get_mut(i)) {
+            *v = value;
+        }
+        true
+    }
+
+    /// The index of `key`'s value, made by `make` (and the key copied in) when new; `None`
+    /// when new and the table holds [`MAX_KEYS`].
+    fn index_or_insert(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        make: impl FnOnce() -> V,
+    ) -> Option<usize> {
         if (self.len + 1) * 4 > self.table.len() * 3 {
             self.grow();
         }
         let at = self.find(hash, key);
-        let index = self.table[at].index;
-        if index != Slot::EMPTY {
-            if let Some(v) = self.values.get_mut(index as usize) {
-                *v = value;
+        if self.table[at].index == Slot::EMPTY {
+            if self.len >= MAX_KEYS {
+                return None;
             }
-            return true;
+            let (chunk, off) = self.keep(key);
+            self.values.push(make());
+            self.table[at] = Slot {
+                hash,
+                chunk,
+                at: off,
+                len: key.len() as u32,
+                index: (self.values.len() - 1) as u32,
+            };
+            self.len += 1;
         }
-        if self.len >= MAX_KEYS {
-            return false;
-        }
-        let (chunk, off) = self.keep(key);
-        self.values.push(value);
-        self.table[at] = Slot {
-            hash,
-            chunk,
-            at: off,
-            len: key.len() as u32,
-            index: (self.values.len() - 1) as u32,
-        };
-        self.len += 1;
-        true
+        Some(self.table[at].index as usize)
     }
 
     /// Copy `key` into the arena: its chunk and offset.
@@ -148,6 +179,15 @@ impl<V> KeyTable<V> {
             }
             self.table[at] = s;
         }
+    }
+
+    /// The index of `key`'s value (values are numbered in insertion order).
+    pub fn index_of(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let s = &self.table[self.find(hash, key)];
+        (s.index != Slot::EMPTY).then_some(s.index as usize)
     }
 
     /// Start loading the slot where the search for `hash` begins.
@@ -232,5 +272,14 @@ mod tests {
         assert_eq!(merged.len(), 2);
         assert!(merged.iter().any(|(k, &v)| k == b"a" && v == 3));
         KeyTable::<u8>::default().prefetch_key(5);
+        assert_eq!(KeyTable::<u8>::default().index_of(5, b"a"), None);
+        let mut e: KeyTable<()> = KeyTable::default();
+        assert!(e.is_empty());
+        for k in [&b"x"[..], b"y", b"x"] {
+            assert!(e.set(key_hash(k), k, ()));
+        }
+        assert_eq!(e.index_of(key_hash(b"y"), b"y"), Some(1));
+        assert_eq!(e.index_of(key_hash(b"x"), b"x"), Some(0));
+        assert_eq!(e.index_of(key_hash(b"z"), b"z"), None);
     }
 }
