@@ -12,6 +12,8 @@
 #     (3.5.1, from target/peers/etcd-3.5.1 as .ci/run unpacks it; skipped if absent);
 #   - ns per key-bucket entry, and the peak heap (RssAnon) of each boltpack command.
 # Times are the median of N runs (default 5). Prints a markdown table of ratios.
+# The scale row's input (issue 11, >= 8 GiB of small values) is made by the Go peer:
+#   boltpeer gen-etcd 8192 OUT small    (tests/peer/boltpeer; ~2 min, 8.6 GB)
 set -euo pipefail
 db=
 runs=5
