@@ -81,7 +81,11 @@ impl<'a> KeyValue<'a> {
 
     /// The key only, the other fields left 0: for a pass that needs only the user key
     /// (HashKV hashes the value's bytes as they are). etcd writes the key first (field 1,
-    /// `0x0a`); any other first field falls back to [`decode`](Self::decode).
+    /// `0x0a`); any other first field falls back to [`decode`](Self::decode). What comes
+    /// after the key is not read, so a value etcd never writes, with the key field twice,
+    /// is taken by its first (etcd's decoder, and [`decode`](Self::decode), take the last),
+    /// and damage after the key goes unseen here (`get`, `analyze` and `compact` decode
+    /// further).
     pub fn decode_key_only(b: &'a [u8]) -> Result<KeyValue<'a>, KvError> {
         if b.first() != Some(&KEY_TAG) {
             return Self::decode(b);
