@@ -98,6 +98,7 @@ fn newest_up_to<'a>(
         &mut newest,
         ahead_slot,
         ahead_key,
+        |_, _| {},
         |t, (r, key, hash)| {
             if t.set(hash, key, r) {
                 Ok(())

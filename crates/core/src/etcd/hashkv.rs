@@ -292,6 +292,7 @@ fn upper_half(
         &mut half,
         ahead_slot,
         ahead_key,
+        |_, _| {},
         |half, (e, r, key, hash)| {
             if r.main <= compact {
                 half.low_after_higher = true;

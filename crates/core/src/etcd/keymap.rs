@@ -188,6 +188,15 @@ impl<V> KeyIds<V> {
         self.map.prefetch(id);
     }
 
+    /// The value of `id`, when the key is known.
+    #[inline]
+    pub fn get_by_id(&self, id: KeyId) -> Option<&V> {
+        self.map
+            .get(id)
+            .and_then(|i| self.slots.get(i))
+            .map(|s| &s.2)
+    }
+
     /// Start loading the value of `id`, when the key is known (its slot should have been
     /// prefetched by then: this reads it).
     #[inline]
@@ -341,16 +350,18 @@ impl IdTable {
 const AHEAD_STEPS: usize = 8;
 
 /// Feed `items` to `f` [`AHEAD_STEPS`] * 2 items behind the iterator: `first` sees each
-/// item as it arrives (to prefetch what a lookup will read first, e.g. a table slot), and
-/// `second` [`AHEAD_STEPS`] items later (to prefetch what the first load points to). A
-/// pass over a file much larger than the cache then waits for memory once for many
-/// entries instead of once per entry. The order of `f`'s calls is the items' order; an
-/// error stops it at once (the items behind the error are not fed).
+/// item as it arrives (to prefetch what a lookup will read first, e.g. a table slot),
+/// `second` [`AHEAD_STEPS`] items later (to prefetch what the first load points to), and
+/// `third` half as many later again (what that points to: analyze's layout entry of the
+/// key's previous revision). A pass over a file much larger than the cache then waits for
+/// memory once for many entries instead of once per entry. The order of `f`'s calls is the
+/// items' order; an error stops it at once (the items behind the error are not fed).
 pub(crate) fn pipelined<S, T, E>(
     items: impl Iterator<Item = Result<T, E>>,
     state: &mut S,
     first: impl Fn(&S, &T),
     second: impl Fn(&S, &T),
+    third: impl Fn(&S, &T),
     mut f: impl FnMut(&mut S, T) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut ring: std::collections::VecDeque<T> =
@@ -361,6 +372,9 @@ pub(crate) fn pipelined<S, T, E>(
         ring.push_back(item);
         if let Some(mid) = ring.len().checked_sub(AHEAD_STEPS + 1) {
             second(state, &ring[mid]);
+        }
+        if let Some(late) = ring.len().checked_sub(AHEAD_STEPS + AHEAD_STEPS / 2 + 1) {
+            third(state, &ring[late]);
         }
         if ring.len() > 2 * AHEAD_STEPS
             && let Some(t) = ring.pop_front()
@@ -485,6 +499,7 @@ mod tests {
                 &mut seen,
                 |_, _| {},
                 |_, _| {},
+                |_, _| {},
                 |s, i| {
                     s.push(i);
                     Ok(())
@@ -499,6 +514,7 @@ mod tests {
             pipelined(
                 items,
                 &mut fed,
+                |_, _| {},
                 |_, _| {},
                 |_, _| {},
                 |s, _| {

@@ -271,6 +271,7 @@ fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<
         &mut half,
         ahead_slot,
         ahead_value,
+        |_, _| {},
         |half, (e, rev, id, key)| {
             crc.append(e.key);
             if !e.is_bucket() {

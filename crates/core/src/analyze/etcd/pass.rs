@@ -147,64 +147,81 @@ pub(super) fn key_pass(
     });
     let ahead_slot = |p: &Pass, s: &Step<'_>| p.keys.prefetch_slot(s.id);
     let ahead_value = |p: &Pass, s: &Step<'_>| p.keys.prefetch_value(s.id);
-    pipelined(steps, &mut p, ahead_slot, ahead_value, |p, step| {
-        let Step { e, rev, kv, id } = step;
-        if prev_key.is_some_and(|k| e.key <= k) {
-            p.ordered = false;
-        }
-        prev_key = Some(e.key);
-        let bytes = (e.key.len() + e.value.len()) as u64;
-        let f = &mut p.figures;
-        f.entries += 1;
-        f.entry_bytes += bytes;
-        f.tombstones += u64::from(rev.tombstone);
-        if rev.main > rate_base {
-            p.recent_bytes += bytes;
-        }
-        if let Some(band) = p
-            .bands
-            .get_mut(((rev.main - first).max(0) / width) as usize)
+    // The layout entry of the key's previous revision, which this entry's put updates.
+    let ahead_layout = |p: &Pass, s: &Step<'_>| {
+        if let Some(l) = p
+            .keys
+            .get_by_id(s.id)
+            .and_then(|a| p.layout.get(a.last_index))
         {
-            band.entries += 1;
-            band.bytes += bytes;
-            band.tombstones += u64::from(rev.tombstone);
+            crate::reader::prefetch_value(l);
         }
-        let acc = p.keys.entry_with_id(id, kv.key);
-        if acc.revisions > 0 && !acc.last_tombstone {
-            // The previous put of this key goes once this revision is <= R.
-            p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
-            if let Some(l) = p.layout.get_mut(acc.last_index) {
-                l.gone_at = candidates.gone_at(Some(rev.main));
+    };
+    pipelined(
+        steps,
+        &mut p,
+        ahead_slot,
+        ahead_value,
+        ahead_layout,
+        |p, step| {
+            let Step { e, rev, kv, id } = step;
+            if prev_key.is_some_and(|k| e.key <= k) {
+                p.ordered = false;
             }
-        }
-        let d = threshold(rev.main, rev.tombstone, None, opts.rule);
-        if rev.tombstone {
-            p.thresholds.add(d, bytes);
-        }
-        acc.last_index = p.layout.len();
-        p.layout.push(EntryLayout {
-            len: ElementLen {
-                key: e.key.len() as u32,
-                value: e.value.len() as u32,
-            },
-            // A put's threshold is its key's next revision: set when that comes.
-            gone_at: candidates.gone_at(d),
-        });
-        acc.revisions = acc.revisions.saturating_add(1);
-        acc.bytes += bytes;
-        acc.last_bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        acc.last_tombstone = rev.tombstone;
-        acc.last_value_len = u32::try_from(kv.value.len()).unwrap_or(u32::MAX);
-        if !rev.tombstone {
-            acc.last_kind = p.kinds.id(kv.value);
-        }
-        if let Some(progress) = &opts.progress
-            && f.entries.is_multiple_of(4096)
-        {
-            progress((rev.main - first).max(0) as u64, total);
-        }
-        Ok(())
-    })?;
+            prev_key = Some(e.key);
+            let bytes = (e.key.len() + e.value.len()) as u64;
+            let f = &mut p.figures;
+            f.entries += 1;
+            f.entry_bytes += bytes;
+            f.tombstones += u64::from(rev.tombstone);
+            if rev.main > rate_base {
+                p.recent_bytes += bytes;
+            }
+            if let Some(band) = p
+                .bands
+                .get_mut(((rev.main - first).max(0) / width) as usize)
+            {
+                band.entries += 1;
+                band.bytes += bytes;
+                band.tombstones += u64::from(rev.tombstone);
+            }
+            let acc = p.keys.entry_with_id(id, kv.key);
+            if acc.revisions > 0 && !acc.last_tombstone {
+                // The previous put of this key goes once this revision is <= R.
+                p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
+                if let Some(l) = p.layout.get_mut(acc.last_index) {
+                    l.gone_at = candidates.gone_at(Some(rev.main));
+                }
+            }
+            let d = threshold(rev.main, rev.tombstone, None, opts.rule);
+            if rev.tombstone {
+                p.thresholds.add(d, bytes);
+            }
+            acc.last_index = p.layout.len();
+            p.layout.push(EntryLayout {
+                len: ElementLen {
+                    key: e.key.len() as u32,
+                    value: e.value.len() as u32,
+                },
+                // A put's threshold is its key's next revision: set when that comes.
+                gone_at: candidates.gone_at(d),
+            });
+            acc.revisions = acc.revisions.saturating_add(1);
+            acc.bytes += bytes;
+            acc.last_bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+            acc.last_tombstone = rev.tombstone;
+            acc.last_value_len = u32::try_from(kv.value.len()).unwrap_or(u32::MAX);
+            if !rev.tombstone {
+                acc.last_kind = p.kinds.id(kv.value);
+            }
+            if let Some(progress) = &opts.progress
+                && f.entries.is_multiple_of(4096)
+            {
+                progress((rev.main - first).max(0) as u64, total);
+            }
+            Ok(())
+        },
+    )?;
     if let Some(progress) = &opts.progress {
         progress(total, total);
     }
