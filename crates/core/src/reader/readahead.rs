@@ -17,6 +17,9 @@ use super::db::Db;
 /// stops soon after the walk ends.
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// Smaller files are not read ahead: their cold walk is a few faults, not worth a thread.
+const MIN_FILE_BYTES: u64 = 16 << 20;
+
 /// Only files up to this share of the memory available are read ahead: the read-ahead
 /// runs ahead of a walk that is not in physical order, and on a file larger than the page
 /// cache can hold it would push out pages before the walk reaches them.
@@ -25,8 +28,8 @@ const MAX_SHARE_OF_AVAILABLE: u64 = 2;
 impl Db {
     /// Run `f` while a thread reads this file ahead into the page cache (see the module
     /// documentation); the thread stops when `f` returns. Nothing is read for a database
-    /// in memory, for a file larger than half the memory available, or when the memory
-    /// available is unknown.
+    /// in memory, a file under 16 MiB or larger than half the memory available, or when
+    /// the memory available is unknown.
     pub fn with_read_ahead<R>(&self, f: impl FnOnce() -> R) -> R {
         if !self.read_ahead_fits() {
             return f();
@@ -42,7 +45,8 @@ impl Db {
 
     fn read_ahead_fits(&self) -> bool {
         let size = self.file_size();
-        size > 0 && mem_available().is_some_and(|m| size <= m / MAX_SHARE_OF_AVAILABLE)
+        size >= MIN_FILE_BYTES
+            && mem_available().is_some_and(|m| size <= m / MAX_SHARE_OF_AVAILABLE)
     }
 
     fn read_ahead(&self, done: &AtomicBool) {
@@ -114,5 +118,10 @@ mod tests {
         assert_eq!(db.with_read_ahead(|| crate::check::check(&db).len()), plain);
         let mem = Db::from_bytes(std::fs::read(path).unwrap()).unwrap();
         assert_eq!(mem.with_read_ahead(|| 7), 7);
+        // The thread's own loop (a file this small gets none): it reads to the end, and a
+        // file just read is cached.
+        db.read_ahead(&AtomicBool::new(false));
+        assert!(db.sampled_resident(0, db.file_size() as usize));
+        assert!(!mem.sampled_resident(0, 4096));
     }
 }
