@@ -116,13 +116,13 @@ impl KeyId {
 }
 
 /// A map for figures only (`analyze`, `snapshot status`): user keys identified by their
-/// 128-bit XXH3, each key's bytes kept once in an arena for the reports. A probe hashes
-/// the key once and compares 16 bytes in the table's slot, never the stored key (which
-/// sits in another cache line, as [`KeyMap`]'s do: that miss was most of a pass). Two
-/// distinct keys share an id with a probability of about n^2 / 2^129 (1e-25 for ten
-/// million keys); a file crafted to collide could only merge two keys' figures. Whatever
-/// decides what a copy or a hash holds (`compact`, `hashkv`, `get`) uses [`KeyMap`],
-/// which compares the keys themselves.
+/// 128-bit XXH3 (seeded per process, [`table_seed`]), each key's bytes kept once in an
+/// arena for the reports. A probe hashes the key once and compares 16 bytes in the table's
+/// slot, never the stored key (which sits in another cache line, as [`KeyMap`]'s do: that
+/// miss was most of a pass). Two distinct keys share an id with a probability of about
+/// n^2 / 2^129 (1e-25 for ten million keys), and a file cannot be crafted to make them:
+/// it cannot know the seed. Whatever decides what a copy or a hash holds (`compact`,
+/// `hashkv`, `get`) compares the keys themselves (`KeyTable`, [`KeyMap`]).
 ///
 /// The table holds only the id and an index into `slots` (24 bytes a key): it is what
 /// doubles, and at its resize both sizes are live.
@@ -152,8 +152,21 @@ impl<V> Default for KeyIds<V> {
 
 /// The id of a user key in a [`KeyIds`].
 pub fn key_id(key: &[u8]) -> KeyId {
-    let h = xxhash_rust::xxh3::xxh3_128(key);
+    let h = xxhash_rust::xxh3::xxh3_128_with_seed(key, table_seed());
     KeyId(h as u64, (h >> 64) as u64)
+}
+
+/// The seed of the prefetchable tables' hashes ([`key_id`], `keytable::key_hash`), drawn
+/// once per process: a file crafted so that many keys share a hash (XXH3 is no
+/// cryptographic hash) would turn their linear probing quadratic, a hang; with a seed the
+/// file cannot know, it cannot. No output depends on the hashes' values (what a table's
+/// order decides is sorted or numbered in insertion order).
+pub fn table_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(0u8)
+    })
 }
 
 impl<V> KeyIds<V> {

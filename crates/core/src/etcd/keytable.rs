@@ -13,11 +13,11 @@ use super::keymap::Chunked;
 use crate::error::Error;
 use crate::reader::prefetch_value;
 
-/// The 64-bit XXH3 a [`KeyTable`] places a key by (SipHash's flood resistance buys
-/// nothing on one's own file; a crafted collision only lengthens a probe: lookups compare
-/// the bytes).
+/// The 64-bit XXH3 a [`KeyTable`] places a key by, seeded per process
+/// ([`table_seed`](super::keymap::table_seed): no file can make many keys share it).
+/// Lookups compare the bytes too: the hash only places a key.
 pub fn key_hash(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key)
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, super::keymap::table_seed())
 }
 
 /// A pass met more than [`MAX_KEYS`] distinct user keys.

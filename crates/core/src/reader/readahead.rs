@@ -7,7 +7,7 @@
 //! 8 GiB file (BENCHMARKS.md). A thread of its own reads the file front to back in large
 //! chunks through the file (not the map), as `cat` does, and the walk then finds most
 //! pages in the page cache. Chunks already cached (`mincore`) are skipped: on a warm file
-//! the thread only asks the kernel, once per chunk.
+//! the thread only asks the kernel about a few pages of each chunk.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
