@@ -6,15 +6,23 @@
 //! fault-around: 64 KiB) back into the resident set. User keys are short; the copies are
 //! a few MiB even for a million keys.
 //!
-//! They are hashed with XXH3: SipHash's flood resistance buys nothing on one's own file,
-//! and it was a tenth of a pass.
+//! They are hashed with XXH3 (SipHash was a tenth of a pass), seeded once per process
+//! ([`table_seed`]): a hostile file cannot know the seed, so it cannot make many keys share
+//! a hash and turn the tables' probing quadratic.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// XXH3 over the key bytes (the length prefix that `Hash for [u8]` writes first is mixed in).
-#[derive(Default, Clone, Copy)]
+/// XXH3 over the key bytes (the length prefix that `Hash for [u8]` writes first is mixed
+/// in), from the per-process [`table_seed`]: no file can make many keys share a hash.
+#[derive(Clone, Copy)]
 pub struct KeyHash(u64);
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        KeyHash(table_seed())
+    }
+}
 
 impl Hasher for KeyHash {
     fn write(&mut self, b: &[u8]) {
@@ -156,8 +164,8 @@ pub fn key_id(key: &[u8]) -> KeyId {
     KeyId(h as u64, (h >> 64) as u64)
 }
 
-/// The seed of the prefetchable tables' hashes ([`key_id`], `keytable::key_hash`), drawn
-/// once per process: a file crafted so that many keys share a hash (XXH3 is no
+/// The seed of the per-key tables' hashes ([`key_id`], `keytable::key_hash`, [`KeyHash`]),
+/// drawn once per process: a file crafted so that many keys share a hash (XXH3 is no
 /// cryptographic hash) would turn their linear probing quadratic, a hang; with a seed the
 /// file cannot know, it cannot. No output depends on the hashes' values (what a table's
 /// order decides is sorted or numbered in insertion order).
