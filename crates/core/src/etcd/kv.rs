@@ -45,6 +45,13 @@ fn varint_long(b: &[u8], at: &mut usize) -> Result<u64, KvError> {
     Err(KvError::VarintTooLong)
 }
 
+/// Where a length-delimited `field` of `len` bytes starting at `b[at]` ends, if inside `b`.
+fn field_end(b: &[u8], at: usize, len: u64, field: u64) -> Result<usize, KvError> {
+    at.checked_add(usize::try_from(len).map_err(|_| KvError::LengthOverflow)?)
+        .filter(|&e| e <= b.len())
+        .ok_or(KvError::FieldPastEnd { field, len })
+}
+
 /// Why an `mvccpb.KeyValue` (or a varint in it) does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
@@ -92,10 +99,7 @@ impl<'a> KeyValue<'a> {
         }
         let mut at = 1;
         let len = varint(b, &mut at)?;
-        let end = at
-            .checked_add(usize::try_from(len).map_err(|_| KvError::LengthOverflow)?)
-            .filter(|&e| e <= b.len())
-            .ok_or(KvError::FieldPastEnd { field: 1, len })?;
+        let end = field_end(b, at, len, 1)?;
         Ok(KeyValue {
             key: &b[at..end],
             ..KeyValue::default()
@@ -122,10 +126,7 @@ impl<'a> KeyValue<'a> {
                 }
                 2 => {
                     let len = varint(b, &mut at)?;
-                    let end = at
-                        .checked_add(usize::try_from(len).map_err(|_| KvError::LengthOverflow)?)
-                        .filter(|&e| e <= b.len())
-                        .ok_or(KvError::FieldPastEnd { field, len })?;
+                    let end = field_end(b, at, len, field)?;
                     match field {
                         1 => kv.key = &b[at..end],
                         5 => {
