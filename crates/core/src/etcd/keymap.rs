@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::probing::{ProbeSlot, Probing};
+
 /// XXH3 over the key bytes (the length prefix that `Hash for [u8]` writes first is mixed
 /// in), from the per-process [`table_seed`]: no file can make many keys share a hash.
 #[derive(Clone, Copy)]
@@ -135,7 +137,7 @@ impl KeyId {
 /// The table holds only the id and an index into `slots` (24 bytes a key): it is what
 /// doubles, and at its resize both sizes are live.
 pub struct KeyIds<V> {
-    map: IdTable,
+    map: Probing<IdSlot>,
     /// Per key in insertion order: where its bytes are ([`ARENA_CHUNK_BITS`] of offset
     /// under the arena chunk's number), its length, its value.
     slots: Chunked<(u32, u32, V)>,
@@ -151,7 +153,7 @@ const ARENA_CHUNK_BITS: u32 = 20;
 impl<V> Default for KeyIds<V> {
     fn default() -> Self {
         KeyIds {
-            map: IdTable::default(),
+            map: Probing::default(),
             slots: Chunked::default(),
             arena: Vec::new(),
         }
@@ -192,12 +194,14 @@ impl<V> KeyIds<V> {
     where
         V: Default,
     {
-        let (arena, slots) = (&mut self.arena, &mut self.slots);
-        let i = self.map.get_or_insert(id, || {
-            let place = keep_bytes(arena, key);
-            slots.push((place, key.len() as u32, V::default()));
-            slots.len() - 1
-        });
+        let at = self.map.place(id.0, |s| s.id.is(id));
+        if self.map.at(at).is_free() {
+            let place = keep_bytes(&mut self.arena, key);
+            self.slots.push((place, key.len() as u32, V::default()));
+            let index = self.slots.len() - 1;
+            self.map.fill(at, IdSlot { id, index });
+        }
+        let i = self.map.at(at).index;
         &mut self.slots.get_mut(i).expect("an index the map gave").2
     }
 
@@ -206,23 +210,25 @@ impl<V> KeyIds<V> {
     /// is far larger than the cache, and each search was a wait for memory).
     #[inline]
     pub fn prefetch_slot(&self, id: KeyId) {
-        self.map.prefetch(id);
+        self.map.prefetch(id.0);
+    }
+
+    /// `id`'s index in `slots`, when the key is known.
+    fn index(&self, id: KeyId) -> Option<usize> {
+        self.map.get(id.0, |s| s.id.is(id)).map(|s| s.index)
     }
 
     /// The value of `id`, when the key is known.
     #[inline]
     pub fn get_by_id(&self, id: KeyId) -> Option<&V> {
-        self.map
-            .get(id)
-            .and_then(|i| self.slots.get(i))
-            .map(|s| &s.2)
+        self.index(id).and_then(|i| self.slots.get(i)).map(|s| &s.2)
     }
 
     /// Start loading the value of `id`, when the key is known (its slot should have been
     /// prefetched by then: this reads it).
     #[inline]
     pub fn prefetch_value(&self, id: KeyId) {
-        if let Some(v) = self.map.get(id).and_then(|i| self.slots.get(i)) {
+        if let Some(v) = self.get_by_id(id) {
             crate::reader::prefetch_value(v);
         }
     }
@@ -232,7 +238,7 @@ impl<V> KeyIds<V> {
     }
 
     pub fn contains_id(&self, id: KeyId) -> bool {
-        self.map.get(id).is_some()
+        self.index(id).is_some()
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
@@ -243,7 +249,7 @@ impl<V> KeyIds<V> {
     pub fn ids(&self) -> impl Iterator<Item = (KeyId, &V)> {
         self.map
             .iter()
-            .filter_map(|(id, i)| Some((id, &self.slots.get(i)?.2)))
+            .filter_map(|s| Some((s.id, &self.slots.get(s.index)?.2)))
     }
 
     /// Each key's bytes and value.
@@ -261,16 +267,7 @@ impl<V> KeyIds<V> {
     }
 }
 
-/// The id -> index table of a [`KeyIds`]: open addressing with linear probing over a
-/// power-of-two array of 24-byte slots, at most three quarters full. Its own rather than a
-/// `HashMap` so a pass can prefetch the slot a search will start at (`HashMap` does not
-/// say where that is). The id is a hash already: its first word places the slot.
-#[derive(Default)]
-struct IdTable {
-    slots: Vec<IdSlot>,
-    len: usize,
-}
-
+/// A slot of a [`KeyIds`]' table: the id, and its index in `slots` (24 bytes).
 #[derive(Clone, Copy)]
 struct IdSlot {
     id: KeyId,
@@ -280,89 +277,21 @@ struct IdSlot {
 
 impl IdSlot {
     const EMPTY: usize = usize::MAX;
+}
+
+impl ProbeSlot for IdSlot {
     const FREE: IdSlot = IdSlot {
         id: KeyId(0, 0),
         index: IdSlot::EMPTY,
     };
-}
 
-impl IdTable {
-    /// Slots of the first table.
-    const FIRST_SLOTS: usize = 1 << 10;
-
-    fn start(&self, id: KeyId) -> usize {
-        (id.0 as usize) & (self.slots.len() - 1)
+    fn is_free(&self) -> bool {
+        self.index == IdSlot::EMPTY
     }
 
-    #[inline]
-    fn prefetch(&self, id: KeyId) {
-        if !self.slots.is_empty() {
-            crate::reader::prefetch_value(&self.slots[self.start(id)]);
-        }
-    }
-
-    fn get(&self, id: KeyId) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut at = self.start(id);
-        loop {
-            let s = self.slots[at];
-            if s.index == IdSlot::EMPTY {
-                return None;
-            }
-            if s.id.is(id) {
-                return Some(s.index);
-            }
-            at = (at + 1) & mask;
-        }
-    }
-
-    /// The index of `id`, or the one `make` gives it when it is new.
-    fn get_or_insert(&mut self, id: KeyId, make: impl FnOnce() -> usize) -> usize {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow();
-        }
-        let mask = self.slots.len() - 1;
-        let mut at = self.start(id);
-        loop {
-            let s = &mut self.slots[at];
-            if s.index == IdSlot::EMPTY {
-                let index = make();
-                *s = IdSlot { id, index };
-                self.len += 1;
-                return index;
-            }
-            if s.id.is(id) {
-                return s.index;
-            }
-            at = (at + 1) & mask;
-        }
-    }
-
-    fn grow(&mut self) {
-        let n = (self.slots.len() * 2).max(Self::FIRST_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![IdSlot::FREE; n]);
-        let mask = n - 1;
-        for s in old.into_iter().filter(|s| s.index != IdSlot::EMPTY) {
-            let mut at = self.start(s.id);
-            while self.slots[at].index != IdSlot::EMPTY {
-                at = (at + 1) & mask;
-            }
-            self.slots[at] = s;
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (KeyId, usize)> + '_ {
-        self.slots
-            .iter()
-            .filter(|s| s.index != IdSlot::EMPTY)
-            .map(|s| (s.id, s.index))
+    /// The id is a hash already: its first word places the slot.
+    fn hash(&self) -> u64 {
+        self.id.0
     }
 }
 
@@ -488,26 +417,6 @@ mod tests {
             ]
         );
         assert!(m.contains_id(key_id(b"/registry/pods/b")));
-    }
-
-    #[test]
-    fn id_table_finds_every_id_through_growth_and_collisions() {
-        let mut t = IdTable::default();
-        assert_eq!(t.get(KeyId(1, 1)), None);
-        // Ids sharing their first word land on one slot and probe past each other.
-        let ids: Vec<KeyId> = (0..5000u64)
-            .map(|i| KeyId(if i % 3 == 0 { 7 } else { i * 0x9e37_79b9 }, i))
-            .collect();
-        for (n, &id) in ids.iter().enumerate() {
-            assert_eq!(t.get_or_insert(id, || n), n);
-            assert_eq!(t.get_or_insert(id, || unreachable!()), n);
-        }
-        assert_eq!(t.len(), ids.len());
-        for (n, &id) in ids.iter().enumerate() {
-            assert_eq!(t.get(id), Some(n));
-        }
-        assert_eq!(t.get(KeyId(7, 1)), None);
-        assert_eq!(t.iter().count(), ids.len());
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! plan's newest revision per key, and HashKV's numbered low keys. (`analyze` and
 //! `snapshot status` keep `KeyIds`: comparing the key bytes too made them 8-20% slower.)
 //!
-//! Keys are copied once into an arena of 1 MiB chunks; the table is open addressing with
-//! linear probing over 24-byte slots (the key's 64-bit XXH3, where its bytes are, the
-//! value's index), at most three quarters full; values sit in [`Chunked`] storage, in
+//! Keys are copied once into an arena of 1 MiB chunks; the table is a [`Probing`] one of
+//! 24-byte slots (the key's 64-bit XXH3, where its bytes are, the value's index); values
+//! sit in [`Chunked`] storage, in
 //! insertion order. A lookup compares the hash in the slot, then the bytes in the arena:
 //! exact. [`KeyTable::prefetch_slot`] and [`KeyTable::prefetch_key`] let a pass request
 //! both some entries before it asks (see [`pipelined`](super::keymap::pipelined)).
 
 use super::keymap::Chunked;
+use super::probing::{ProbeSlot, Probing};
 use crate::error::Error;
 use crate::reader::prefetch_value;
 
@@ -28,8 +29,7 @@ pub fn too_many_keys(what: &str) -> Error {
 }
 
 pub struct KeyTable<V> {
-    table: Vec<Slot>,
-    len: usize,
+    table: Probing<Slot>,
     values: Chunked<V>,
     arena: Vec<Vec<u8>>,
 }
@@ -60,16 +60,25 @@ impl Slot {
     };
 }
 
+impl ProbeSlot for Slot {
+    const FREE: Slot = Slot::FREE;
+
+    fn is_free(&self) -> bool {
+        self.index == Slot::EMPTY
+    }
+
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// Bytes of an arena chunk; a longer key gets a chunk of its own.
 const ARENA_CHUNK: usize = 1 << 20;
-/// Slots of the first table.
-const FIRST_SLOTS: usize = 1 << 10;
 
 impl<V> Default for KeyTable<V> {
     fn default() -> Self {
         KeyTable {
-            table: Vec::new(),
-            len: 0,
+            table: Probing::default(),
             values: Chunked::default(),
             arena: Vec::new(),
         }
@@ -78,34 +87,11 @@ impl<V> Default for KeyTable<V> {
 
 impl<V> KeyTable<V> {
     pub fn len(&self) -> usize {
-        self.len
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn key_of(&self, s: &Slot) -> &[u8] {
-        let (at, len) = (s.at as usize, s.len as usize);
-        &self.arena[s.chunk as usize][at..at + len]
-    }
-
-    fn start(&self, hash: u64) -> usize {
-        (hash as usize) & (self.table.len() - 1)
-    }
-
-    /// Where `key` (with [`key_hash`] `hash`) is in the table, or the free slot it would
-    /// take.
-    fn find(&self, hash: u64, key: &[u8]) -> usize {
-        let mask = self.table.len() - 1;
-        let mut at = self.start(hash);
-        loop {
-            let s = &self.table[at];
-            if s.index == Slot::EMPTY || (s.hash == hash && self.key_of(s) == key) {
-                return at;
-            }
-            at = (at + 1) & mask;
-        }
+        self.len() == 0
     }
 
     /// Set `key`'s value (`hash` = [`key_hash`] of `key`), copying the key in when new.
@@ -130,83 +116,47 @@ impl<V> KeyTable<V> {
         key: &[u8],
         make: impl FnOnce() -> V,
     ) -> Option<usize> {
-        if (self.len + 1) * 4 > self.table.len() * 3 {
-            self.grow();
-        }
-        let at = self.find(hash, key);
-        if self.table[at].index == Slot::EMPTY {
-            if self.len >= MAX_KEYS {
+        let arena = &self.arena;
+        let at = self
+            .table
+            .place(hash, |s| s.hash == hash && key_of(arena, s) == key);
+        if self.table.at(at).is_free() {
+            if self.len() >= MAX_KEYS {
                 return None;
             }
-            let (chunk, off) = self.keep(key);
+            let (chunk, off) = keep(&mut self.arena, key);
             self.values.push(make());
-            self.table[at] = Slot {
+            let slot = Slot {
                 hash,
                 chunk,
                 at: off,
                 len: key.len() as u32,
                 index: (self.values.len() - 1) as u32,
             };
-            self.len += 1;
+            self.table.fill(at, slot);
         }
-        Some(self.table[at].index as usize)
-    }
-
-    /// Copy `key` into the arena: its chunk and offset.
-    fn keep(&mut self, key: &[u8]) -> (u32, u32) {
-        let fits = self
-            .arena
-            .last()
-            .is_some_and(|c| c.len() + key.len() <= c.capacity());
-        if !fits {
-            self.arena
-                .push(Vec::with_capacity(key.len().max(ARENA_CHUNK)));
-        }
-        let n = self.arena.len() - 1;
-        let c = &mut self.arena[n];
-        let off = c.len();
-        c.extend_from_slice(key);
-        (n as u32, off as u32)
-    }
-
-    fn grow(&mut self) {
-        let n = (self.table.len() * 2).max(FIRST_SLOTS);
-        let old = std::mem::replace(&mut self.table, vec![Slot::FREE; n]);
-        for s in old.into_iter().filter(|s| s.index != Slot::EMPTY) {
-            let mut at = self.start(s.hash);
-            while self.table[at].index != Slot::EMPTY {
-                at = (at + 1) & (n - 1);
-            }
-            self.table[at] = s;
-        }
+        Some(self.table.at(at).index as usize)
     }
 
     /// The index of `key`'s value (values are numbered in insertion order).
     pub fn index_of(&self, hash: u64, key: &[u8]) -> Option<usize> {
-        if self.table.is_empty() {
-            return None;
-        }
-        let s = &self.table[self.find(hash, key)];
-        (s.index != Slot::EMPTY).then_some(s.index as usize)
+        self.table
+            .get(hash, |s| s.hash == hash && key_of(&self.arena, s) == key)
+            .map(|s| s.index as usize)
     }
 
     /// Start loading the slot where the search for `hash` begins.
     #[inline]
     pub fn prefetch_slot(&self, hash: u64) {
-        if !self.table.is_empty() {
-            prefetch_value(&self.table[self.start(hash)]);
-        }
+        self.table.prefetch(hash);
     }
 
     /// Start loading the key bytes that `hash`'s first slot points to, when its hash
     /// matches (that slot should be in the cache by now: this reads it).
     #[inline]
     pub fn prefetch_key(&self, hash: u64) {
-        if self.table.is_empty() {
-            return;
-        }
-        let s = &self.table[self.start(hash)];
-        if s.index != Slot::EMPTY
+        if let Some(s) = self.table.first(hash)
+            && !s.is_free()
             && s.hash == hash
             && let Some(b) = self
                 .arena
@@ -221,13 +171,33 @@ impl<V> KeyTable<V> {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
         self.table
             .iter()
-            .filter(|s| s.index != Slot::EMPTY)
-            .filter_map(|s| Some((self.key_of(s), self.values.get(s.index as usize)?)))
+            .filter_map(|s| Some((key_of(&self.arena, s), self.values.get(s.index as usize)?)))
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.values.iter()
     }
+}
+
+/// The bytes of the key in slot `s`.
+fn key_of<'a>(arena: &'a [Vec<u8>], s: &Slot) -> &'a [u8] {
+    let (at, len) = (s.at as usize, s.len as usize);
+    &arena[s.chunk as usize][at..at + len]
+}
+
+/// Copy `key` into the arena: its chunk and offset.
+fn keep(arena: &mut Vec<Vec<u8>>, key: &[u8]) -> (u32, u32) {
+    let fits = arena
+        .last()
+        .is_some_and(|c| c.len() + key.len() <= c.capacity());
+    if !fits {
+        arena.push(Vec::with_capacity(key.len().max(ARENA_CHUNK)));
+    }
+    let n = arena.len() - 1;
+    let c = &mut arena[n];
+    let off = c.len();
+    c.extend_from_slice(key);
+    (n as u32, off as u32)
 }
 
 impl<V: Copy> KeyTable<V> {

@@ -9,6 +9,7 @@ mod keymap;
 mod keytable;
 mod kv;
 mod meta;
+mod probing;
 mod revision;
 mod rules;
 mod snapshot;
