@@ -45,6 +45,11 @@ impl Budget {
         }
     }
 
+    /// What is left to spend.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
     /// The message for a traversal that ran out of budget.
     pub fn exhausted() -> &'static str {
         "more elements, keys and values than twice the file holds: pages or values are \

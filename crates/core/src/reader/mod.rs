@@ -9,6 +9,7 @@ mod locks;
 mod node;
 mod reach;
 mod readahead;
+mod split;
 mod walk;
 
 pub use cursor::{Bucket, Cursor, Entry, Lost, plain_key_in_root, visit_all};

@@ -120,45 +120,72 @@ impl<'a, A: Visitor<'a>, B: Visitor<'a>> Visitor<'a> for Tee<'_, A, B> {
 /// Walk the whole tree from the active meta's root. `premarked` pages (metas, the freelist)
 /// count as already reached, so a bucket page overlapping them is reported.
 pub fn walk<'a>(db: &'a Db, premarked: &[PageId], v: &mut impl Visitor<'a>) {
-    let n = db.addressable_pages() as usize;
-    let mut w = Walker {
-        db,
-        seen: vec![false; n],
-        next_bucket: 0,
-        levels: 0,
-        budget: Budget::for_db(db),
-        resident: ResidentBudget::new(db),
-        stopped: false,
-        v,
-    };
-    for &p in premarked {
-        if let Some(s) = w.seen.get_mut(p as usize) {
-            *s = true;
-        }
-    }
-    let root = BucketInfo {
-        index: 0,
-        parent: None,
-        path: Vec::new(),
-        header: db.meta().root,
-        inline_len: None,
-    };
-    w.next_bucket = 1;
-    w.v.bucket(&root);
-    let at = db.metas()[db.active_index()].offset + 32;
-    w.paged_bucket(&root, at, 0);
+    let mut w = Walker::new(db, premarked, v);
+    w.whole_tree();
 }
 
-struct Walker<'a, 'v, V> {
-    db: &'a Db,
-    seen: Vec<bool>,
-    next_bucket: usize,
-    levels: usize,
-    budget: Budget,
-    resident: ResidentBudget,
+impl<'a, 'v, V: Visitor<'a>> Walker<'a, 'v, V> {
+    pub(super) fn new(db: &'a Db, premarked: &[PageId], v: &'v mut V) -> Self {
+        let n = db.addressable_pages() as usize;
+        let mut seen = vec![false; n];
+        for &p in premarked {
+            if let Some(s) = seen.get_mut(p as usize) {
+                *s = true;
+            }
+        }
+        Walker {
+            db,
+            seen,
+            next_bucket: 0,
+            levels: 0,
+            budget: Budget::for_db(db),
+            resident: ResidentBudget::new(db),
+            stopped: false,
+            problems: 0,
+            delegated: None,
+            v,
+        }
+    }
+
+    pub(super) fn whole_tree(&mut self) {
+        let db = self.db;
+        let root = BucketInfo {
+            index: 0,
+            parent: None,
+            path: Vec::new(),
+            header: db.meta().root,
+            inline_len: None,
+        };
+        self.next_bucket = 1;
+        self.v.bucket(&root);
+        let at = db.metas()[db.active_index()].offset + 32;
+        self.paged_bucket(&root, at, 0);
+    }
+}
+
+pub(super) struct Walker<'a, 'v, V> {
+    pub(super) db: &'a Db,
+    pub(super) seen: Vec<bool>,
+    pub(super) next_bucket: usize,
+    pub(super) levels: usize,
+    pub(super) budget: Budget,
+    pub(super) resident: ResidentBudget,
     /// The budget ran out: the walk unwinds without reading more.
-    stopped: bool,
-    v: &'v mut V,
+    pub(super) stopped: bool,
+    /// Problems reported so far.
+    pub(super) problems: usize,
+    /// Children this walk leaves to a helper ([`super::split`]).
+    pub(super) delegated: Option<Delegated>,
+    pub(super) v: &'v mut V,
+}
+
+/// The children `from..` of the branch page `page`, which a helper walks.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Delegated {
+    pub page: PageId,
+    pub from: usize,
+    /// The bucket (walk order) the page belongs to, once the walk met it.
+    pub bucket: Option<usize>,
 }
 
 /// An element of a node, read once.
@@ -169,19 +196,24 @@ enum Element<'a> {
 
 /// Key bounds a subtree must respect: `lo <= key < hi`.
 #[derive(Clone, Copy)]
-struct Bounds<'a> {
-    lo: Option<&'a [u8]>,
-    hi: Option<&'a [u8]>,
+pub(super) struct Bounds<'a> {
+    pub(super) lo: Option<&'a [u8]>,
+    pub(super) hi: Option<&'a [u8]>,
 }
 
 impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
     fn problem(&mut self, kind: DamageKind, page: PageId, offset: u64, what: impl Into<String>) {
-        self.v.problem(Problem {
+        self.report(Problem {
             page,
             offset,
             kind,
             what: what.into(),
         });
+    }
+
+    fn report(&mut self, p: Problem) {
+        self.problems += 1;
+        self.v.problem(p);
     }
 
     fn paged_bucket(&mut self, b: &BucketInfo<'a>, value_offset: u64, nesting: usize) {
@@ -274,7 +306,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
         let db = self.db;
         let page = match db.page(id) {
             Ok(p) => p,
-            Err(e) => return self.v.problem(e.into()),
+            Err(e) => return self.report(e.into()),
         };
         self.resident.read(db, page.data.len() as u64);
         if !self.mark(id, page.header.span()) {
@@ -296,7 +328,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
         }
         let node = match Node::new(db, page.data, false) {
             Ok(n) => n,
-            Err(e) => return self.v.problem(e.into()),
+            Err(e) => return self.report(e.into()),
         };
         self.v.page(b.index, &node, depth, page.header.span());
         self.node(b, &node, depth, bounds, nesting);
@@ -333,7 +365,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             let el = match read {
                 Ok(el) => el,
                 Err(e) => {
-                    self.v.problem(e.into());
+                    self.report(e.into());
                     continue;
                 }
             };
@@ -362,37 +394,64 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
                     }
                 }
                 Element::Branch(e) => {
-                    let child = e.child;
-                    let hi = if i + 1 < node.count() {
-                        node.branch(i + 1).ok().map(|e| e.key).or(bounds.hi)
-                    } else {
-                        bounds.hi
-                    };
-                    if child < 2 {
-                        self.problem(
-                            DamageKind::Bounds,
-                            node.page,
-                            at + 8,
-                            format!("branch element {i} points at meta page {child}"),
-                        );
+                    if let Some(d) = self.delegated.as_mut()
+                        && !node.inline
+                        && node.page == d.page
+                        && i >= d.from
+                    {
+                        d.bucket.get_or_insert(b.index);
                         continue;
                     }
-                    // Located at the element: there is nothing to see at the page it names.
-                    let hwm = self.db.hwm();
-                    if child >= hwm {
-                        self.problem(DamageKind::Bounds,
-                            node.page,
-                            at + 8,
-                            format!(
-                                "branch element {i} points at page {child}, beyond the high-water mark {hwm}"
-                            ),
-                        );
-                        continue;
-                    }
-                    self.tree(b, child, depth + 1, Bounds { lo: Some(key), hi }, nesting);
+                    self.child(b, node, i, &e, depth, bounds, nesting);
                 }
             }
         }
+    }
+
+    /// Descend into the child of branch element `i` (`e`, whose key is the child's lower
+    /// bound; the next element's key, or the node's own bound, is its upper one).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn child(
+        &mut self,
+        b: &BucketInfo<'a>,
+        node: &Node<'a>,
+        i: usize,
+        e: &BranchElement<'a>,
+        depth: usize,
+        bounds: Bounds<'a>,
+        nesting: usize,
+    ) {
+        let at = node.element_offset(i);
+        let child = e.child;
+        let hi = if i + 1 < node.count() {
+            node.branch(i + 1).ok().map(|e| e.key).or(bounds.hi)
+        } else {
+            bounds.hi
+        };
+        if child < 2 {
+            self.problem(
+                DamageKind::Bounds,
+                node.page,
+                at + 8,
+                format!("branch element {i} points at meta page {child}"),
+            );
+            return;
+        }
+        // Located at the element: there is nothing to see at the page it names.
+        let hwm = self.db.hwm();
+        if child >= hwm {
+            self.problem(
+                DamageKind::Bounds,
+                node.page,
+                at + 8,
+                format!(
+                    "branch element {i} points at page {child}, beyond the high-water mark {hwm}"
+                ),
+            );
+            return;
+        }
+        let lo = Some(e.key);
+        self.tree(b, child, depth + 1, Bounds { lo, hi }, nesting);
     }
 
     fn key_order(
@@ -499,7 +558,7 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
         self.v.bucket(&info);
         if header.is_inline() {
             match super::cursor::Bucket::open(db, e.value) {
-                Err(err) => self.v.problem(err.into()),
+                Err(err) => self.report(err.into()),
                 Ok(_) => {
                     let inl = Node::new(db, crate::format::bucket::inline_page(e.value), true)
                         .expect("checked by Bucket::open");
