@@ -1,4 +1,4 @@
-//! A whole file: open, map the pages, check, visit every entry, gather info, list pages,
+//! A whole file: open, map the pages (on one thread and two), check, snapshot status, visit every entry, gather info, list pages,
 //! seek into the top-level buckets, and analyze (the etcd part when it has `key` and `meta`).
 #![no_main]
 
@@ -14,7 +14,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let map = PageMap::build(&db);
+    // The walk on two threads joins only where it equals the walk on one.
+    assert_eq!(PageMap::build_split(&db), map);
     let _ = boltpack::check::check_with_map(&db, &map);
+    // snapshot status inside the check's walk, split: the separate passes' answer.
+    let (split_map, in_walk) = boltpack::etcd::status_in_walk(&db, true);
+    assert_eq!(split_map, map);
+    if let Some(status) = in_walk {
+        assert_eq!(Some(status), boltpack::etcd::status(&db).ok());
+    }
     let mut n = 0u64;
     let _ = visit_all(Bucket::root_of(&db), &mut Vec::new(), &mut |_, _, _| {
         n += 1;

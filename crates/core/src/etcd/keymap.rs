@@ -314,10 +314,44 @@ pub(crate) fn pipelined<S, T, E>(
     third: impl Fn(&S, &T),
     mut f: impl FnMut(&mut S, T) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut ring: std::collections::VecDeque<T> =
-        std::collections::VecDeque::with_capacity(2 * AHEAD_STEPS + 1);
+    let mut ring = Pipeline::default();
     for item in items {
-        let item = item?;
+        if let Some(t) = ring.push(state, item?, &first, &second, &third) {
+            f(state, t)?;
+        }
+    }
+    while let Some(t) = ring.pop() {
+        f(state, t)?;
+    }
+    Ok(())
+}
+
+/// [`pipelined`] for items that arrive by calls rather than from an iterator (a walk's
+/// visitor): [`Pipeline::push`] returns the item that is due, [`Pipeline::pop`] drains.
+pub(crate) struct Pipeline<T> {
+    ring: std::collections::VecDeque<T>,
+}
+
+impl<T> Default for Pipeline<T> {
+    fn default() -> Self {
+        Pipeline {
+            ring: std::collections::VecDeque::with_capacity(2 * AHEAD_STEPS + 1),
+        }
+    }
+}
+
+impl<T> Pipeline<T> {
+    /// Take `item` in; out comes the item [`AHEAD_STEPS`] * 2 before it, once there is one.
+    #[inline]
+    pub(crate) fn push<S>(
+        &mut self,
+        state: &S,
+        item: T,
+        first: impl Fn(&S, &T),
+        second: impl Fn(&S, &T),
+        third: impl Fn(&S, &T),
+    ) -> Option<T> {
+        let ring = &mut self.ring;
         first(state, &item);
         ring.push_back(item);
         if let Some(mid) = ring.len().checked_sub(AHEAD_STEPS + 1) {
@@ -326,16 +360,17 @@ pub(crate) fn pipelined<S, T, E>(
         if let Some(late) = ring.len().checked_sub(AHEAD_STEPS + AHEAD_STEPS / 2 + 1) {
             third(state, &ring[late]);
         }
-        if ring.len() > 2 * AHEAD_STEPS
-            && let Some(t) = ring.pop_front()
-        {
-            f(state, t)?;
+        if ring.len() > 2 * AHEAD_STEPS {
+            ring.pop_front()
+        } else {
+            None
         }
     }
-    while let Some(t) = ring.pop_front() {
-        f(state, t)?;
+
+    /// The oldest item still inside (all of them in turn, at the end).
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        self.ring.pop_front()
     }
-    Ok(())
 }
 
 /// Copy `key` into the arena: its place, or `u32::MAX` when it cannot be numbered.

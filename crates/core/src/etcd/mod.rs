@@ -13,6 +13,8 @@ mod probing;
 mod revision;
 mod rules;
 mod snapshot;
+mod status_walk;
+pub use status_walk::status_in_walk;
 
 #[cfg(test)]
 pub(crate) use alarm::decode_alarm;

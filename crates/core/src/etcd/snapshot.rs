@@ -166,22 +166,39 @@ pub fn status(db: &Db) -> Result<SnapshotStatus> {
             total_key += 1;
         }
     }
-    let total_size = db.hwm().saturating_mul(u64::from(db.page_size()));
-    Ok(SnapshotStatus {
-        hash: h,
-        revision,
-        total_key,
-        total_key_etcd36: live,
-        total_size,
-        file_size: db.file_size(),
-        trailer: trailer(db.bytes()),
-        etcdctl: EtcdctlStatus {
-            hash: h,
+    Ok(SnapshotStatus::assemble(db, h, revision, total_key, live))
+}
+
+impl SnapshotStatus {
+    pub(super) fn assemble(db: &Db, hash: u32, revision: i64, total_key: u64, live: u64) -> Self {
+        let total_size = db.hwm().saturating_mul(u64::from(db.page_size()));
+        SnapshotStatus {
+            hash,
             revision,
             total_key,
+            total_key_etcd36: live,
             total_size,
-        },
-    })
+            file_size: db.file_size(),
+            trailer: trailer(db.bytes()),
+            etcdctl: EtcdctlStatus {
+                hash,
+                revision,
+                total_key,
+                total_size,
+            },
+        }
+    }
+}
+
+/// User keys whose newest entry is a put, from the key bucket's two halves (by position).
+pub(super) fn live_keys(earlier: &KeyIds<bool>, later: &KeyIds<bool>) -> u64 {
+    let mut live = later.values().filter(|&&p| p).count() as u64;
+    for (id, &put) in earlier.ids() {
+        if put && !later.contains_id(id) {
+            live += 1;
+        }
+    }
+    live
 }
 
 /// The `key` bucket's part of the status, read in two halves (by position), one per core.
@@ -238,12 +255,7 @@ fn key_bucket_pass(db: &Db, bucket: &Bucket<'_>) -> Result<KeyPass> {
             (earlier?, later?)
         }
     };
-    let mut live = later.newest_is_put.values().filter(|&&p| p).count() as u64;
-    for (id, &put) in earlier.newest_is_put.ids() {
-        if put && !later.newest_is_put.contains_id(id) {
-            live += 1;
-        }
-    }
+    let live = live_keys(&earlier.newest_is_put, &later.newest_is_put);
     Ok(KeyPass {
         earlier,
         later,

@@ -19,4 +19,5 @@ pub(crate) use limits::{MAX_BUCKET_DEPTH, MAX_TREE_DEPTH};
 pub(crate) use locks::write_locked;
 pub use node::Node;
 pub use reach::{BucketName, FreelistKind, PageCounts, PageMap, PageUse};
+pub use split::Split;
 pub use walk::{BucketInfo, Problem, Visitor, show_path, walk};

@@ -145,14 +145,29 @@ fn mark_use(uses: &mut [PageUse], node: &Node<'_>, span: u64) {
 }
 
 impl<'d> Mapper<'_, 'd> {
-    /// The walk of [`walk`], on two threads where [`walk_split`] can join them exactly.
-    fn walk_split(&mut self, premarked: &[PageId], always: bool) {
+    /// The walk of [`walk`], on two threads where [`walk_split`] can join them exactly;
+    /// `also` and `also_helper` watch the two threads' walks. On [`Split::Redo`] the map is
+    /// walked again alone, and what `also` saw is not the walk's.
+    fn walk_split<A: Visitor<'d>, AH: Visitor<'d> + Send>(
+        &mut self,
+        premarked: &[PageId],
+        always: bool,
+        also: &mut A,
+        also_helper: &mut AH,
+    ) -> Split {
         let db = self.db;
         let before = (self.map.uses.clone(), self.map.problems.len());
         let mut helper = HelperMapper {
             uses: vec![PageUse::Unreached; self.map.uses.len()],
         };
-        match walk_split(db, premarked, self, &mut helper, always) {
+        let split = walk_split(
+            db,
+            premarked,
+            &mut Tee(self, also),
+            &mut Tee(&mut helper, also_helper),
+            always,
+        );
+        match split {
             Split::Whole => {}
             Split::Joined { bucket } => {
                 for (p, u) in helper.uses.iter().enumerate() {
@@ -170,6 +185,7 @@ impl<'d> Mapper<'_, 'd> {
                 walk(db, premarked, self);
             }
         }
+        split
     }
 }
 
@@ -201,6 +217,27 @@ impl PageMap {
         also: Option<(&mut V, Option<&[PageId]>)>,
         always_split: bool,
     ) -> PageMap {
+        let (mut map, premarked) = Self::before_walk(db);
+        let mut mapper = Mapper { map: &mut map, db };
+        match also {
+            None => {
+                mapper.walk_split(&premarked, always_split, &mut (), &mut ());
+            }
+            Some((also, None)) => walk(db, &premarked, &mut Tee(&mut mapper, also)),
+            Some((also, Some(also_premarked))) if premarked == also_premarked => {
+                walk(db, &premarked, &mut Tee(&mut mapper, also));
+            }
+            Some((also, Some(also_premarked))) => {
+                walk(db, &premarked, &mut mapper);
+                walk(db, also_premarked, also);
+            }
+        }
+        map.after_walk();
+        map
+    }
+
+    /// The map before the walk: metas and the freelist read; and the pages they take.
+    fn before_walk(db: &Db) -> (PageMap, Vec<PageId>) {
         let n = db.addressable_pages() as usize;
         let meta = *db.meta();
         let mut map = PageMap {
@@ -223,29 +260,45 @@ impl PageMap {
         if meta.has_freelist_page() {
             map.read_freelist(db, meta.freelist, &mut premarked);
         }
-        let mut mapper = Mapper { map: &mut map, db };
-        match also {
-            None => mapper.walk_split(&premarked, always_split),
-            Some((also, None)) => walk(db, &premarked, &mut Tee(&mut mapper, also)),
-            Some((also, Some(also_premarked))) if premarked == also_premarked => {
-                walk(db, &premarked, &mut Tee(&mut mapper, also));
-            }
-            Some((also, Some(also_premarked))) => {
-                walk(db, &premarked, &mut mapper);
-                walk(db, also_premarked, also);
-            }
-        }
-        if map.freelist_kind == FreelistKind::NotSynced {
-            for p in 2..n {
-                map.free[p] = map.uses[p] == PageUse::Unreached;
-            }
-        }
-        map
+        (map, premarked)
     }
 
-    /// [`PageMap::build`], its walk split between two threads whatever the file's size.
-    #[cfg(test)]
-    fn build_split(db: &Db) -> PageMap {
+    /// Under `NoFreelistSync`, every page the walk did not reach is free.
+    fn after_walk(&mut self) {
+        if self.freelist_kind == FreelistKind::NotSynced {
+            for p in 2..self.uses.len() {
+                self.free[p] = self.uses[p] == PageUse::Unreached;
+            }
+        }
+    }
+
+    /// [`PageMap::build`] while `also` watches the walk and `also_helper` the helper
+    /// thread's part of it ([`Split`] says what each saw; on [`Split::Redo`] their
+    /// figures are not the walk's).
+    pub fn build_split_watched<'a, A: Visitor<'a>, AH: Visitor<'a> + Send>(
+        db: &'a Db,
+        also: &mut A,
+        also_helper: &mut AH,
+    ) -> (PageMap, Split) {
+        Self::split_watched(db, also, also_helper, false)
+    }
+
+    /// [`PageMap::build_split_watched`]; `always`: split a file of any size.
+    pub(crate) fn split_watched<'a, A: Visitor<'a>, AH: Visitor<'a> + Send>(
+        db: &'a Db,
+        also: &mut A,
+        also_helper: &mut AH,
+        always: bool,
+    ) -> (PageMap, Split) {
+        let (mut map, premarked) = Self::before_walk(db);
+        let split = Mapper { map: &mut map, db }.walk_split(&premarked, always, also, also_helper);
+        map.after_walk();
+        (map, split)
+    }
+
+    /// [`PageMap::build`], its walk split between two threads whatever the file's size
+    /// (tests and fuzzing: it must equal [`PageMap::build`] on every file).
+    pub fn build_split(db: &Db) -> PageMap {
         Self::build_inner(db, None::<(&mut (), Option<&[PageId]>)>, true)
     }
 

@@ -22,9 +22,10 @@ pub const SPLIT_MIN_BYTES: u64 = 16 << 20;
 pub enum Split {
     /// Walked on one thread (nothing to split): `v` saw the whole walk.
     Whole,
-    /// `v` saw the whole walk except the helper's pages, which `helper` saw (its `page`
-    /// calls carry a placeholder bucket index: the pages belong to bucket `bucket`). No
-    /// problem was found anywhere.
+    /// `v` saw the whole walk except the helper's part, which `helper` saw, and `v`'s
+    /// `gap` marks where that part lies. `helper` first sees the bucket it walks in, as
+    /// a `bucket` with a placeholder index (`usize::MAX`, also its `page` and `entry` calls');
+    /// its real index is `bucket`. No problem was found anywhere.
     Joined { bucket: usize },
     /// Not joinable: what `v` and `helper` saw is to be discarded and the tree walked again
     /// with [`walk`].
@@ -108,6 +109,7 @@ fn helper_walk<'a, H: Visitor<'a>>(
         header: plan.header,
         inline_len: None,
     };
+    w.v.bucket(&b);
     for i in plan.from..node.count() {
         let e = node.branch(i).ok()?;
         w.child(&b, &node, i, &e, 0, Bounds { lo: None, hi: None }, 1);

@@ -87,6 +87,9 @@ pub trait Visitor<'a> {
     fn page(&mut self, _bucket: usize, _node: &Node<'a>, _depth: usize, _span: u64) {}
     fn entry(&mut self, _bucket: usize, _node: &Node<'a>, _e: &LeafElement<'a>) {}
     fn problem(&mut self, _p: Problem) {}
+    /// Where a split walk ([`super::split`]) leaves the helper's part: the helper's events
+    /// come here in the one-thread walk's order.
+    fn gap(&mut self) {}
 }
 
 /// Watches nothing.
@@ -114,6 +117,11 @@ impl<'a, A: Visitor<'a>, B: Visitor<'a>> Visitor<'a> for Tee<'_, A, B> {
     fn problem(&mut self, p: Problem) {
         self.0.problem(p.clone());
         self.1.problem(p);
+    }
+
+    fn gap(&mut self) {
+        self.0.gap();
+        self.1.gap();
     }
 }
 
@@ -399,7 +407,10 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
                         && node.page == d.page
                         && i >= d.from
                     {
-                        d.bucket.get_or_insert(b.index);
+                        if d.bucket.is_none() {
+                            d.bucket = Some(b.index);
+                            self.v.gap();
+                        }
                         continue;
                     }
                     self.child(b, node, i, &e, depth, bounds, nesting);
