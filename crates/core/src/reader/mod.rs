@@ -20,4 +20,5 @@ pub(crate) use locks::write_locked;
 pub use node::Node;
 pub use reach::{BucketName, FreelistKind, PageCounts, PageMap, PageUse};
 pub use split::Split;
+pub(crate) use walk::key_cmp;
 pub use walk::{BucketInfo, Problem, Visitor, show_path, walk};

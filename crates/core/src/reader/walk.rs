@@ -630,7 +630,7 @@ pub fn show_path(path: &[&[u8]]) -> String {
 /// (etcd's revision keys are 17 bytes; neighbours in one txn share their first eight).
 /// Long keys go to `memcmp`, which is faster on them.
 #[inline]
-fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+pub(crate) fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     const INLINE_BYTES: usize = 32;
     let n = a.len().min(b.len());
     if n > INLINE_BYTES {

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::etcd::decode_entry_through_value;
 use crate::etcd::key_bucket;
 use crate::etcd::{Chunked, KeyId, KeyIds, key_id, pipelined};
-use crate::reader::Db;
+use crate::reader::{Db, key_cmp};
 use crate::writer::ElementLen;
 
 use super::kinds::{Encoding, kind_parts};
@@ -71,7 +71,9 @@ pub(super) struct Kinds {
 }
 
 impl Kinds {
-    fn id(&mut self, value: &[u8]) -> u16 {
+    /// The kind of `value`; `hint` is the kind to try first (the key's previous put's: a
+    /// key keeps its kind, and a scan of dozens of kinds per put was a tenth of `analyze`).
+    fn id(&mut self, value: &[u8], hint: u16) -> u16 {
         let (enc, api, kind) = kind_parts(value);
         if self.seen.is_empty() {
             self.seen.push((Encoding::Other, Vec::new(), Vec::new()));
@@ -81,11 +83,12 @@ impl Kinds {
         // masked vector load of an unmapped address takes a slow microcode assist (a third
         // of `analyze` on a file of plain values).
         let same = |a: &[u8], b: &[u8]| a.len() == b.len() && (a.is_empty() || a == b);
-        if let Some(i) = self
-            .seen
-            .iter()
-            .position(|(e, a, k)| *e == enc && same(a, api) && same(k, kind))
-        {
+        let is =
+            |(e, a, k): &(Encoding, Vec<u8>, Vec<u8>)| *e == enc && same(a, api) && same(k, kind);
+        if self.seen.get(usize::from(hint)).is_some_and(is) {
+            return hint;
+        }
+        if let Some(i) = self.seen.iter().position(is) {
             return i as u16;
         }
         if self.seen.len() >= usize::from(u16::MAX) {
@@ -165,7 +168,7 @@ pub(super) fn key_pass(
         ahead_layout,
         |p, step| {
             let Step { e, rev, kv, id } = step;
-            if prev_key.is_some_and(|k| e.key <= k) {
+            if prev_key.is_some_and(|k| key_cmp(e.key, k).is_le()) {
                 p.ordered = false;
             }
             prev_key = Some(e.key);
@@ -212,7 +215,7 @@ pub(super) fn key_pass(
             acc.last_tombstone = rev.tombstone;
             acc.last_value_len = u32::try_from(kv.value.len()).unwrap_or(u32::MAX);
             if !rev.tombstone {
-                acc.last_kind = p.kinds.id(kv.value);
+                acc.last_kind = p.kinds.id(kv.value, acc.last_kind);
             }
             if let Some(progress) = &opts.progress
                 && f.entries.is_multiple_of(4096)
