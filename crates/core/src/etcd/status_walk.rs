@@ -228,17 +228,9 @@ mod tests {
                 }
             }
             let ps = db.page_size() as usize;
-            let mut x = 0x2545_f491_4f6c_dd1du64;
-            for _ in 0..30 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let page = 2 + (x as usize >> 8) % (bytes.len() / ps).saturating_sub(2).max(1);
-                let at = page * ps + 16 + (x as usize & 255);
-                let mut bad = bytes.clone();
-                if let Some(b) = bad.get_mut(at) {
-                    *b ^= (x >> 40) as u8 | 1;
-                }
+            for (at, bad) in
+                crate::reader::garbled_copies(&bytes, ps, 0x2545_f491_4f6c_dd1d, 30, 16, 255)
+            {
                 let Ok(db) = Db::from_bytes(bad) else {
                     continue;
                 };
