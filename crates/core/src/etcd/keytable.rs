@@ -119,7 +119,7 @@ impl<V> KeyTable<V> {
         let arena = &self.arena;
         let at = self
             .table
-            .place(hash, |s| s.hash == hash && key_of(arena, s) == key);
+            .place(hash, |s| s.hash == hash && key_eq(key_of(arena, s), key));
         if self.table.at(at).is_free() {
             if self.len() >= MAX_KEYS {
                 return None;
@@ -141,7 +141,9 @@ impl<V> KeyTable<V> {
     /// The index of `key`'s value (values are numbered in insertion order).
     pub fn index_of(&self, hash: u64, key: &[u8]) -> Option<usize> {
         self.table
-            .get(hash, |s| s.hash == hash && key_of(&self.arena, s) == key)
+            .get(hash, |s| {
+                s.hash == hash && key_eq(key_of(&self.arena, s), key)
+            })
             .map(|s| s.index as usize)
     }
 
@@ -180,6 +182,29 @@ impl<V> KeyTable<V> {
 }
 
 /// The bytes of the key in slot `s`.
+/// Byte equality of two keys, inline and 8 bytes at a time: `==` on slices calls `bcmp`,
+/// one call per probe, 7% of hashkv's profile on a member's 20-80 byte keys.
+#[inline]
+fn key_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last word, overlapping the one before when n is not a multiple of 8.
+    word(a, n - 8) == word(b, n - 8)
+}
+
 fn key_of<'a>(arena: &'a [Vec<u8>], s: &Slot) -> &'a [u8] {
     let (at, len) = (s.at as usize, s.len as usize);
     &arena[s.chunk as usize][at..at + len]
@@ -211,6 +236,27 @@ impl<V: Copy> KeyTable<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_eq_is_byte_equality() {
+        let keys: Vec<Vec<u8>> = (0..=40usize)
+            .flat_map(|n| {
+                let base: Vec<u8> = (0..n as u8).collect();
+                let mut variants = vec![base.clone()];
+                for i in 0..n {
+                    let mut v = base.clone();
+                    v[i] ^= 0x80;
+                    variants.push(v);
+                }
+                variants
+            })
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(key_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn sets_and_replaces_exactly_through_growth() {

@@ -411,7 +411,10 @@ impl<'a> Cursor<'a> {
                 let e = node.leaf(i)?;
                 // The caller reads this key and value next; the next entry's sit further
                 // into the page, in lines not loaded yet.
-                if let Ok(next) = node.leaf(i + 1) {
+                // (Bounds checked first: an out-of-range read builds an error message.)
+                if i + 1 < node.count()
+                    && let Ok(next) = node.leaf(i + 1)
+                {
                     self.db.prefetch_from(next.key);
                 }
                 if self.budget.spend(e.key.len().saturating_add(e.value.len())) {
@@ -432,7 +435,9 @@ impl<'a> Cursor<'a> {
             }
             let child = self.child(node, i)?;
             // Children are read in order: ask for the memory of one a few ahead now.
-            if let Ok(next) = node.branch(i + PREFETCH_AHEAD) {
+            if i + PREFETCH_AHEAD < node.count()
+                && let Ok(next) = node.branch(i + PREFETCH_AHEAD)
+            {
                 self.db.prefetch_page(next.child);
             }
             self.push(child)?;
