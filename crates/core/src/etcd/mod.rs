@@ -4,6 +4,7 @@ mod alarm;
 mod compaction;
 mod get;
 mod hashkv;
+mod hashkv_one_pass;
 mod keyindex;
 mod keymap;
 mod keytable;
@@ -13,6 +14,7 @@ mod probing;
 mod revision;
 mod rules;
 mod snapshot;
+mod span_crc;
 mod status_walk;
 pub use status_walk::status_in_walk;
 

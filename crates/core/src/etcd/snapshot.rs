@@ -14,10 +14,10 @@ use crate::error::DamageKind;
 use sha2::Digest;
 
 use crate::error::Result;
-use crate::etcd::hashkv::SpanCrc;
 use crate::etcd::keyindex::{decode_entry_key_only, parse_revision_key};
 use crate::etcd::keymap::{KeyId, KeyIds, key_id, pipelined};
 use crate::etcd::meta::last_key_revision;
+use crate::etcd::span_crc::SpanCrc;
 use crate::etcd::{KEY_BUCKET, RevisionKey};
 use crate::format::text::hex;
 use crate::reader::{Bucket, Cursor, Db, Entry, plain_key_in_root};

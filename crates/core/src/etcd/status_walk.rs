@@ -9,10 +9,10 @@ use crate::format::element::LeafElement;
 use crate::reader::{BucketInfo, Db, Node, PageMap, Problem, Split, Visitor};
 
 use super::KEY_BUCKET;
-use super::hashkv::SpanCrc;
 use super::keyindex::decode_entry_key_only;
 use super::keymap::{KeyId, KeyIds, Pipeline, key_id};
 use super::snapshot::{SnapshotStatus, live_keys};
+use super::span_crc::SpanCrc;
 
 /// The page map and, when the walk met no problem, the status. `always`: split the walk
 /// whatever the file's size (tests and fuzzing: the answer must not depend on it).
