@@ -188,6 +188,10 @@ impl<'a> Visitor<'a> for Watch<'a> {
         self.failed = true;
     }
 
+    fn reads_values(&self) -> bool {
+        true
+    }
+
     fn gap(&mut self) {
         let crc = std::mem::replace(&mut self.crc, SpanCrc::over(self.db.bytes()));
         self.before_gap = Some(crc.finish());

@@ -87,6 +87,11 @@ pub trait Visitor<'a> {
     fn page(&mut self, _bucket: usize, _node: &Node<'a>, _depth: usize, _span: u64) {}
     fn entry(&mut self, _bucket: usize, _node: &Node<'a>, _e: &LeafElement<'a>) {}
     fn problem(&mut self, _p: Problem) {}
+    /// Whether [`Visitor::entry`] reads the entries' values (not only their keys): the walk
+    /// then asks for the memory of each leaf's next entry before handing over this one.
+    fn reads_values(&self) -> bool {
+        false
+    }
     /// Where a split walk ([`super::split`]) leaves the helper's part: the helper's events
     /// come here in the one-thread walk's order.
     fn gap(&mut self) {}
@@ -117,6 +122,10 @@ impl<'a, A: Visitor<'a>, B: Visitor<'a>> Visitor<'a> for Tee<'_, A, B> {
     fn problem(&mut self, p: Problem) {
         self.0.problem(p.clone());
         self.1.problem(p);
+    }
+
+    fn reads_values(&self) -> bool {
+        self.0.reads_values() || self.1.reads_values()
     }
 
     fn gap(&mut self) {
@@ -360,9 +369,16 @@ impl<'a, V: Visitor<'a>> Walker<'a, '_, V> {
             );
         }
         let mut prev: Option<&'a [u8]> = None;
+        let ahead = node.is_leaf() && self.v.reads_values();
         for i in 0..node.count() {
             if self.stopped {
                 return;
+            }
+            if ahead
+                && i + 1 < node.count()
+                && let Ok(next) = node.leaf(i + 1)
+            {
+                self.db.prefetch_from(next.key);
             }
             // Each element is read once; a bad one is reported and skipped.
             let read = if node.is_leaf() {
