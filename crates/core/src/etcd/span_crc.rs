@@ -50,7 +50,7 @@ impl<'a> SpanCrc<'a> {
 
     fn flush(&mut self) {
         let span = &self.bytes[self.start..self.end];
-        self.crc = crc32c::crc32c_append(self.crc, span);
+        self.crc = crc_append(self.crc, span);
         self.len += span.len();
         self.start = self.end;
     }
@@ -60,6 +60,23 @@ impl<'a> SpanCrc<'a> {
         self.flush();
         (self.crc, self.len)
     }
+}
+
+/// Spans at least this long go to `crc-fast` (CRC-32C folded with VPCLMULQDQ where the CPU
+/// has it: 44 against 21 GB/s on 4 KiB in cache here); shorter ones to `crc32c` (its
+/// `crc32` instruction loop is as fast or faster below ~500 bytes, and needs no setup).
+const FOLDED_MIN_BYTES: usize = 512;
+
+/// `crc32c::crc32c_append`: the CRC-32C of the bytes behind `crc`, then `data`.
+pub(crate) fn crc_append(crc: u32, data: &[u8]) -> u32 {
+    if data.len() < FOLDED_MIN_BYTES {
+        return crc32c::crc32c_append(crc, data);
+    }
+    // crc-fast's state is the register before the final xor: the complement of a CRC-32C.
+    let mut d =
+        crc_fast::Digest::new_with_init_state(crc_fast::CrcAlgorithm::Crc32Iscsi, u64::from(!crc));
+    d.update(data);
+    d.finalize() as u32
 }
 
 #[cfg(test)]
@@ -86,5 +103,24 @@ mod tests {
         }
         let len: usize = parts.iter().map(|p| p.len()).sum();
         assert_eq!(span.finish(), (plain, len));
+    }
+
+    /// Both implementations, at lengths around the switch, from several states.
+    #[test]
+    fn crc_append_is_crc32c_append() {
+        let bytes: Vec<u8> = (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_eq!(crc_append(0, b"123456789"), 0xe306_9283);
+        for n in [0, 1, 17, 511, 512, 513, 900, 4096, 4097, 20_000] {
+            for start in [0u32, 1, 0xe306_9283, u32::MAX] {
+                let want = crc32c::crc32c_append(start, &bytes[..n]);
+                assert_eq!(
+                    crc_append(start, &bytes[..n]),
+                    want,
+                    "{n} bytes from {start:#x}"
+                );
+            }
+        }
     }
 }
