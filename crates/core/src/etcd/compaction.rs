@@ -15,7 +15,7 @@
 
 use crate::error::DamageKind;
 use crate::error::{Error, Result};
-use crate::reader::{Bucket, Db};
+use crate::reader::{Bucket, Cursor, Db, Node, Resume};
 
 use super::keymap::pipelined;
 use super::keytable::{KeyTable, key_hash};
@@ -70,44 +70,123 @@ fn etcd_buckets(db: &Db) -> Result<(Bucket<'_>, Bucket<'_>)> {
     }
 }
 
-/// Per user key, its newest revision among the entries from `entries` up to `last`.
-fn newest_up_to<'a>(
-    db: &'a Db,
-    entries: impl Iterator<Item = Result<crate::reader::Entry<'a>>>,
-    last: i64,
-) -> Result<KeyTable<RevisionKey>> {
+/// A `key` entry at or below R: its revision, and its key and value in the map.
+#[derive(Clone, Copy)]
+struct Newest<'a> {
+    r: RevisionKey,
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+/// What one part of pass 1 found.
+struct Part<'a> {
+    /// Per user key, its newest entry at or below R.
+    newest: KeyTable<Newest<'a>>,
+    /// Entries at or below R.
+    seen: u64,
+    /// The first and the last key the part met (the last: where it stopped).
+    first: Option<&'a [u8]>,
+    last: Option<&'a [u8]>,
+    /// Every key was above the one before it.
+    ascending: bool,
+    /// Where the first entry above R stands (`None`: the part has none).
+    above: Option<Resume<'a>>,
+}
+
+/// Pass 1 over the entries `cursor` yields, up to the first one above `rev`.
+fn newest_in<'a>(db: &'a Db, mut cursor: Cursor<'a>, rev: i64) -> Result<Part<'a>> {
     let mut newest = KeyTable::default();
-    let steps = entries
-        .map(|e| {
-            let e = e?;
-            let r = RevisionKey::parse(e.key).map_err(|m| bad_entry(db, e.key, m))?;
-            Ok((e, r))
-        })
-        .take_while(|s| !matches!(s, Ok((_, r)) if r.main > last))
-        .map(|s| {
-            let (e, r) = s?;
-            let kv =
-                KeyValue::decode_through_value(e.value).map_err(|m| bad_entry(db, e.value, m))?;
-            Ok((r, kv.key, key_hash(kv.key)))
-        });
-    let ahead_slot =
-        |t: &KeyTable<RevisionKey>, s: &(RevisionKey, &[u8], u64)| t.prefetch_slot(s.2);
-    let ahead_key = |t: &KeyTable<RevisionKey>, s: &(RevisionKey, &[u8], u64)| t.prefetch_key(s.2);
+    let (mut first, mut last, mut ascending, mut above) = (None, None, true, None);
+    let mut seen = 0u64;
+    let steps = std::iter::from_fn(|| {
+        let e = match cursor.next()? {
+            Ok(e) => e,
+            Err(e) => return Some(Err(e)),
+        };
+        let r = match RevisionKey::parse(e.key) {
+            Ok(r) => r,
+            Err(m) => return Some(Err(bad_entry(db, e.key, m))),
+        };
+        // (A sub-bucket here is no entry the plan can hand over: the copy walks instead.)
+        ascending &= !e.is_bucket() && last.is_none_or(|l: &[u8]| e.key > l);
+        first = first.or(Some(e.key));
+        last = Some(e.key);
+        if r.main > rev {
+            above = cursor.resume_point();
+            return None;
+        }
+        seen += 1;
+        Some(
+            KeyValue::decode_through_value(e.value)
+                .map_err(|m| bad_entry(db, e.value, m))
+                .map(|kv| {
+                    let n = Newest {
+                        r,
+                        key: e.key,
+                        value: e.value,
+                    };
+                    (n, kv.key, key_hash(kv.key))
+                }),
+        )
+    });
+    type Step<'s> = (Newest<'s>, &'s [u8], u64);
+    let ahead_slot = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_slot(s.2);
+    let ahead_key = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_key(s.2);
     pipelined(
         steps,
         &mut newest,
         ahead_slot,
         ahead_key,
         |_, _| {},
-        |t, (r, key, hash)| {
-            if t.set(hash, key, r) {
+        |t, (n, key, hash)| {
+            if t.set(hash, key, n) {
                 Ok(())
             } else {
                 Err(super::too_many_keys("a compaction plan"))
             }
         },
     )?;
-    Ok(newest)
+    Ok(Part {
+        newest,
+        seen,
+        first,
+        last,
+        ascending,
+        above,
+    })
+}
+
+/// The root element the second part of pass 1 starts at: the first whose key is at the
+/// middle revision between the bucket's first one and `rev`, or above it; `None` when the
+/// root is a leaf or the keys are no revisions.
+fn split_child(root: &Node<'_>, first: i64, rev: i64) -> Option<usize> {
+    let n = root.count();
+    if n < 2 {
+        return None;
+    }
+    let split = first.saturating_add(rev.saturating_sub(first) / 2);
+    let main_at = |i: usize| Some(RevisionKey::parse(root.branch(i).ok()?.key).ok()?.main);
+    let (mut lo, mut hi) = (1, n - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if main_at(mid)? >= split {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
+}
+
+/// The surviving entries at or below R, for a copy that takes them from here instead of
+/// walking the pages they are on, and where its walk of the rest resumes.
+pub struct Below<'a> {
+    /// Key and value of each surviving entry, in key order.
+    pub entries: Vec<(&'a [u8], &'a [u8])>,
+    /// Where the first entry above R stands; `None`: there is none.
+    pub resume: Option<Resume<'a>>,
+    /// Entries at or below R the compaction drops.
+    pub dropped: u64,
 }
 
 fn bad_entry(db: &Db, at: &[u8], what: impl std::fmt::Display) -> Error {
@@ -127,12 +206,17 @@ pub struct CompactionPlan<'a> {
     /// Where the last lookup ended in `kept`: the copy asks in ascending order, so each
     /// lookup starts there (any value is correct, only slower).
     cursor: std::sync::atomic::AtomicUsize,
+    /// The surviving entries at or below R themselves; `None` when pass 1 met a key not
+    /// above the one before it (the copy's own walk then says where).
+    below: Option<Below<'a>>,
 }
 
 impl<'a> CompactionPlan<'a> {
     /// Pass 1. `rev` must be <= the current revision (checked by the caller). The entries
-    /// up to `rev` are read in two halves by revision, one per core; the later half's
-    /// newest revisions replace the earlier half's.
+    /// up to `rev` are read in two parts, one per core: the subtrees of the root's first
+    /// elements, and the rest from the element at the middle revision (an exact split of
+    /// the tree, so a copy may take the entries up to R from here and walk only what lies
+    /// above); the later part's newest revisions replace the earlier part's.
     pub fn build(db: &'a Db, rev: i64, rule: TombstoneAtRev) -> Result<CompactionPlan<'a>> {
         let (key, _) = etcd_buckets(db)?;
         let first = match key.iter().next() {
@@ -144,48 +228,76 @@ impl<'a> CompactionPlan<'a> {
             }
             None => rev,
         };
-        let split = first.saturating_add(rev.saturating_sub(first) / 2);
-        let newest = if split <= first {
-            newest_up_to(db, key.iter(), rev)?
-        } else {
-            let from = RevisionKey {
-                main: split,
-                sub: 0,
-                tombstone: false,
+        let root = key.root_branch()?;
+        let split = root
+            .as_ref()
+            .and_then(|r| Some((split_child(r, first, rev)?, r.count())));
+        let (mut part, later) = match split {
+            None => (newest_in(db, key.iter(), rev)?, None),
+            Some((at, count)) => {
+                let (earlier, later) = std::thread::scope(|s| {
+                    let later = s.spawn(|| newest_in(db, key.iter_root_part(at, count), rev));
+                    let earlier = newest_in(db, key.iter_root_part(0, at), rev);
+                    (
+                        earlier,
+                        later
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    )
+                });
+                (earlier?, Some(later?))
             }
-            .to_bytes();
-            let (earlier, later) = std::thread::scope(|s| {
-                let later = s.spawn(|| newest_up_to(db, key.iter_from(&from)?, rev));
-                let earlier = newest_up_to(db, key.iter(), split - 1);
-                (
-                    earlier,
-                    later
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                )
-            });
-            let mut newest = earlier?;
-            if !newest.extend_from(&later?) {
+        };
+        if let Some(later) = later {
+            // In key order the later part follows the earlier; it has nothing at or below
+            // R when the earlier one already met an entry above it.
+            part.ascending &= later.ascending
+                && match part.above {
+                    None => part.last.zip(later.first).is_none_or(|(l, f)| l < f),
+                    Some(_) => later.seen == 0,
+                };
+            if !part.newest.extend_from(&later.newest) {
                 return Err(super::too_many_keys("a compaction plan"));
             }
-            newest
-        };
+            part.seen += later.seen;
+            part.above = part.above.or(later.above);
+        }
         let survives =
             |r: &RevisionKey| !r.tombstone || (rule == TombstoneAtRev::Keep && r.main == rev);
-        let mut kept: Vec<(i64, i64)> = newest
-            .values()
-            .filter(|r| survives(r))
-            .map(|r| (r.main, r.sub))
-            .collect();
+        let mut entries: Vec<&Newest<'a>> =
+            part.newest.values().filter(|n| survives(&n.r)).collect();
+        // Key order, from the parsed revisions: comparing the keys' bytes would touch a
+        // page of the map per comparison (pass 1 let them go), most of the file again.
+        entries.sort_unstable_by_key(|n| (n.r.main as u64, n.r.sub as u64, n.r.tombstone));
+        let mut kept: Vec<(i64, i64)> = entries.iter().map(|n| (n.r.main, n.r.sub)).collect();
         kept.sort_unstable();
+        let below = part.ascending.then(|| Below {
+            dropped: part.seen - entries.len() as u64,
+            entries: entries.iter().map(|n| (n.key, n.value)).collect(),
+            resume: part.above,
+        });
         Ok(CompactionPlan {
             rev,
             rule,
             db,
             kept,
-            keys: newest.len(),
+            keys: part.newest.len(),
             cursor: 0.into(),
+            below,
         })
+    }
+
+    /// The surviving entries at or below R and where the rest starts, when pass 1 could
+    /// vouch for the key order ([`Below`]).
+    pub fn below(&self) -> Option<&Below<'a>> {
+        self.below.as_ref()
+    }
+
+    /// This plan without [`Below`]: a copy then walks the whole `key` bucket (tests).
+    #[cfg(test)]
+    pub(crate) fn without_below(mut self) -> Self {
+        self.below = None;
+        self
     }
 
     /// Distinct user keys seen at or below the compaction revision.

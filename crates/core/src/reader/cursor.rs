@@ -143,6 +143,38 @@ impl<'a> Bucket<'a> {
             resident: ResidentBudget::new(self.db),
             lost: None,
             exhausted: false,
+            root_part: None,
+        }
+    }
+
+    /// The root branch node, when the bucket's root is a branch page (a part of it can
+    /// then be iterated on its own: [`Bucket::iter_root_part`]).
+    pub fn root_branch(&self) -> Result<Option<Node<'a>>> {
+        match self.root {
+            Root::Inline(_) => Ok(None),
+            Root::Page(id) => {
+                let node = self.db.node(id)?;
+                Ok((!node.is_leaf()).then_some(node))
+            }
+        }
+    }
+
+    /// In-order iteration over the subtrees of the root node's elements `[from, to)`
+    /// only. Parts side by side iterate the whole bucket between them, exactly once.
+    pub fn iter_root_part(&self, from: usize, to: usize) -> Cursor<'a> {
+        Cursor {
+            root_part: Some((from, to)),
+            ..self.iter()
+        }
+    }
+
+    /// Iteration from the entry a cursor stood at ([`Cursor::resume_point`]), that entry
+    /// first, to the end of the bucket (whatever part the first cursor covered).
+    pub fn iter_resumed(&self, at: &Resume<'a>) -> Cursor<'a> {
+        Cursor {
+            root: None,
+            stack: at.stack.clone(),
+            ..self.iter()
         }
     }
 
@@ -246,6 +278,17 @@ pub struct Cursor<'a> {
     lost: Option<Vec<Lost>>,
     /// The work budget ran out: that ends even a salvaging cursor.
     exhausted: bool,
+    /// Only the root node's elements `[from, to)` (a part of the bucket, for a pass split
+    /// over threads: [`Bucket::iter_root_part`]).
+    root_part: Option<(usize, usize)>,
+}
+
+/// Where a cursor stood: the path from the root to an entry, which a later cursor resumes
+/// from ([`Cursor::resume_point`], [`Bucket::iter_resumed`]) without walking the entries
+/// before it again.
+#[derive(Clone)]
+pub struct Resume<'a> {
+    stack: Vec<(Node<'a>, usize)>,
 }
 
 /// A part of a bucket a salvaging cursor could not read: the damage, and the key range the
@@ -263,6 +306,15 @@ impl<'a> Cursor<'a> {
     pub fn position(&self) -> Option<(PageId, u64)> {
         let (node, idx) = self.stack.last()?;
         Some((node.page, node.element_offset(idx.checked_sub(1)?)))
+    }
+
+    /// Where the entry returned last stands, for [`Bucket::iter_resumed`] to start from it.
+    /// `None` before the first entry or after the end.
+    pub fn resume_point(&self) -> Option<Resume<'a>> {
+        let mut stack = self.stack.clone();
+        let top = stack.last_mut()?;
+        top.1 = top.1.checked_sub(1)?;
+        Some(Resume { stack })
     }
 
     /// Position on the first entry >= `key` (a fresh cursor only): at each branch, the
@@ -399,10 +451,22 @@ impl<'a> Cursor<'a> {
                 Root::Inline(n) => self.stack.push((n, 0)),
                 Root::Page(id) => self.push(id)?,
             }
+            if let (Some((from, _)), Some(bottom)) = (self.root_part, self.stack.first_mut()) {
+                bottom.1 = from;
+            }
         }
-        while let Some((node, idx)) = self.stack.last_mut() {
+        let part_end = self.root_part.map(|(_, to)| to);
+        loop {
+            let depth = self.stack.len();
+            let Some((node, idx)) = self.stack.last_mut() else {
+                break;
+            };
             let (node, i) = (*node, *idx);
-            if i >= node.count() {
+            let end = match part_end {
+                Some(to) if depth == 1 => to.min(node.count()),
+                _ => node.count(),
+            };
+            if i >= end {
                 self.stack.pop();
                 continue;
             }
@@ -525,6 +589,46 @@ mod tests {
 
     /// `iter_from(k)` yields exactly the entries of `iter()` whose key is >= k: for every
     /// key, and for probes between, before and after them.
+    /// Parts of the root's elements side by side iterate the bucket once; a cursor resumed
+    /// where another stood yields the rest from that entry on.
+    #[test]
+    fn root_parts_and_resume_points_cover_the_bucket_exactly() {
+        let mut split_seen = false;
+        for (file, bucket) in [
+            ("testdata/bbolt/flat.db", &b"flat"[..]),
+            ("testdata/bbolt/bigvalues.db", b"keys"),
+            ("testdata/etcd/db", b"key"),
+            ("testdata/etcd/db", b"meta"),
+        ] {
+            let db = fixture(file);
+            let b = Bucket::root_of(&db).bucket(bucket).unwrap().unwrap();
+            let keys =
+                |c: Cursor<'_>| -> Vec<Vec<u8>> { c.map(|e| e.unwrap().key.to_vec()).collect() };
+            let all = keys(b.iter());
+            // (A leaf root is one part: the copy's split needs a branch.)
+            let n = b.root_branch().unwrap().map_or(0, |r| r.count());
+            split_seen |= n > 1;
+            for at in (0..=n).filter(|_| n > 0) {
+                let mut parts = keys(b.iter_root_part(0, at));
+                parts.extend(keys(b.iter_root_part(at, n)));
+                assert_eq!(parts, all, "{file} {bucket:?} split at {at}");
+            }
+            for skip in [0, 1, all.len() / 2, all.len().saturating_sub(1)] {
+                let mut c = b.iter();
+                c.by_ref().take(skip + 1).for_each(drop);
+                let Some(at) = c.resume_point() else {
+                    continue;
+                };
+                assert_eq!(
+                    keys(b.iter_resumed(&at)),
+                    all[skip..],
+                    "{file} {bucket:?} {skip}"
+                );
+            }
+        }
+        assert!(split_seen, "no fixture has a branch root");
+    }
+
     #[test]
     fn iter_from_is_the_suffix_of_iter() {
         for (file, bucket) in [

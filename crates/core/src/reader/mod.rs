@@ -12,7 +12,7 @@ mod readahead;
 mod split;
 mod walk;
 
-pub use cursor::{Bucket, Cursor, Entry, Lost, plain_key_in_root, visit_all};
+pub use cursor::{Bucket, Cursor, Entry, Lost, Resume, plain_key_in_root, visit_all};
 pub use db::{Db, MetaSlot, OpenOptions, PageRef, ResidentBudget};
 pub(crate) use file::prefetch_value;
 pub(crate) use limits::{MAX_BUCKET_DEPTH, MAX_TREE_DEPTH};

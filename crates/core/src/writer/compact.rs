@@ -688,6 +688,43 @@ mod tests {
         Db::open(p, OpenOptions { lock: false }).unwrap()
     }
 
+    /// A copy that takes the survivors up to R from the plan (and walks only what lies
+    /// above R) is byte for byte the copy that walks the whole `key` bucket: real etcd
+    /// members, every revision, both tombstone rules.
+    #[test]
+    fn the_plans_survivors_copy_as_the_walk_does() {
+        use crate::etcd::{CompactionPlan, Revisions, Rules, TombstoneAtRev};
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/etcd"));
+        let opts = CompactOptions::default();
+        for name in ["db", "snapshot.db"] {
+            let src = Db::open(dir.join(name), OpenOptions { lock: false }).unwrap();
+            let (_, revs) = Revisions::read(&src, &Rules::default()).unwrap();
+            for rev in revs.compacted.max(0) + 1..=revs.current {
+                for rule in [TombstoneAtRev::Keep, TombstoneAtRev::Drop] {
+                    let fast = CompactionPlan::build(&src, rev, rule).unwrap();
+                    assert!(fast.below().is_some(), "{name} at {rev}");
+                    let walked = CompactionPlan::build(&src, rev, rule)
+                        .unwrap()
+                        .without_below();
+                    let copy = |plan: &CompactionPlan<'_>| {
+                        let t = Transform {
+                            plan: Some(plan),
+                            ..Transform::default()
+                        };
+                        let (bytes, summary) = compact_to_vec(&src, &opts, &t).unwrap();
+                        (
+                            bytes,
+                            summary.revisions_removed,
+                            summary.keys,
+                            expected_digest(&src, &t).unwrap(),
+                        )
+                    };
+                    assert!(copy(&fast) == copy(&walked), "{name} at {rev} {rule:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn verify_accepts_a_faithful_copy_and_rejects_a_different_one() {
         let src = fixture("nested.db");

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{Error, Result};
 use crate::etcd::CompactionPlan;
 use crate::etcd::KEY_BUCKET;
-use crate::reader::{Bucket, plain_key_in_root};
+use crate::format::PageId;
+use crate::reader::{Bucket, Cursor, Db, Entry, ResidentBudget, plain_key_in_root};
 
 /// Changes applied while copying: an MVCC plan for the `key` bucket, plain entries to set
 /// (insert or replace) in top-level buckets, and plain entries to leave out of them.
@@ -64,10 +65,23 @@ pub(super) fn for_each_item<'a>(
         .map(|m| m.iter().peekable());
     let mut dropped = 0;
     let mut prev: Option<&[u8]> = None;
-    let mut entries = if t.salvage {
-        b.iter_salvaging()
-    } else {
-        b.iter()
+    // The plan holds the surviving entries up to its revision: only what lies above is
+    // walked (at the current revision, none of the `key` bucket's pages).
+    let below = plan.and_then(|p| p.below()).filter(|_| {
+        !t.salvage && top.is_some_and(|n| !t.set.contains_key(n) && !t.delete.contains_key(n))
+    });
+    let mut entries = match below {
+        Some(below) => {
+            dropped += below.dropped;
+            Entries::Planned {
+                kept: below.entries.iter(),
+                rest: below.resume.as_ref().map(|at| b.iter_resumed(at)),
+                db: b.db(),
+                resident: ResidentBudget::new(b.db()),
+            }
+        }
+        None if t.salvage => Entries::Walked(b.iter_salvaging()),
+        None => Entries::Walked(b.iter()),
     };
     // Buckets to create, in key order with the root's own entries.
     let mut create = t
@@ -77,7 +91,7 @@ pub(super) fn for_each_item<'a>(
         .map(Vec::as_slice)
         .peekable();
     let empty = |name| Item::Sub(name, Bucket::empty(b.db()));
-    while let Some(e) = entries.next() {
+    while let Some((e, planned)) = entries.next() {
         let e = e?;
         while let Some(name) = create.next_if(|n| *n < e.key) {
             if !f(empty(name))? {
@@ -142,6 +156,7 @@ pub(super) fn for_each_item<'a>(
                 Err(e) => return Err(e),
             }
         } else if let Some(plan) = plan
+            && !planned
             && !plan.keeps(e.key)?
         {
             dropped += 1;
@@ -166,6 +181,58 @@ pub(super) fn for_each_item<'a>(
         }
     }
     Ok(dropped)
+}
+
+/// A bucket's entries as the copy takes them: walked, or (the `key` bucket under a plan)
+/// the plan's survivors up to its revision, then the walk from the first entry above it.
+enum Entries<'a> {
+    Walked(Cursor<'a>),
+    Planned {
+        kept: std::slice::Iter<'a, (&'a [u8], &'a [u8])>,
+        rest: Option<Cursor<'a>>,
+        db: &'a Db,
+        /// The survivors lie scattered over pages pass 1 let go: each read maps its page
+        /// again, and the kernel's fault-around with it, so the map is released as a
+        /// walk's would be.
+        resident: ResidentBudget,
+    },
+}
+
+/// What reading one scattered entry maps: the kernel's fault-around (64 KiB by default).
+const MAPPED_PER_SCATTERED_ENTRY: u64 = 64 << 10;
+
+impl<'a> Entries<'a> {
+    /// The next entry, and whether the plan already decided it survives.
+    fn next(&mut self) -> Option<(Result<Entry<'a>>, bool)> {
+        match self {
+            Entries::Walked(c) => c.next().map(|e| (e, false)),
+            Entries::Planned {
+                kept,
+                rest,
+                db,
+                resident,
+            } => match kept.next() {
+                Some(&(key, value)) => Some((
+                    Ok(Entry {
+                        flags: 0,
+                        key,
+                        value,
+                    }),
+                    true,
+                ))
+                .inspect(|_| resident.reread(db, MAPPED_PER_SCATTERED_ENTRY)),
+                None => rest.as_mut()?.next().map(|e| (e, false)),
+            },
+        }
+    }
+
+    /// Where the entry returned last stands, when it came from a walk.
+    fn position(&self) -> Option<(PageId, u64)> {
+        match self {
+            Entries::Walked(c) => c.position(),
+            Entries::Planned { rest, .. } => rest.as_ref()?.position(),
+        }
+    }
 }
 
 /// A key in hex for a message, cut to 32 bytes.
