@@ -5,9 +5,12 @@
 //! layouts (the source's, 1 KiB pages with a freelist page, 0.5 fill without one).
 //! The digest the writer takes on the way equals `expected_digest`, `verify` (the check
 //! watched by the digest) accepts the copy, and the plan-only pass gives the same size.
+//! On an etcd file, a copy under an MVCC plan that takes the survivors up to R from the plan
+//! is the copy (or the refusal) of one that walks the whole `key` bucket.
 #![no_main]
 
 use boltpack::Db;
+use boltpack::etcd::{CompactionPlan, Revisions, Rules, TombstoneAtRev};
 use boltpack::writer::{
     CompactOptions, Copying, FreelistMode, Transform, compact_to_vec, content_digest, copy_through,
     expected_digest, plan_copy, verify,
@@ -55,4 +58,31 @@ fuzz_target!(|data: &[u8]| {
     verify(&copy, &expected).expect("verify accepts the copy");
     let plan = plan_copy(&db, &opts, &t).expect("the writer planned it once");
     assert_eq!(plan.dst_size, summary.dst_size, "plan-only size");
+    mvcc_copies_agree(&db, &opts);
 });
+
+fn mvcc_copies_agree(db: &Db, opts: &CompactOptions) {
+    let Ok((_, revs)) = Revisions::read(db, &Rules::default()) else {
+        return;
+    };
+    let mid = revs.compacted.max(0) / 2 + revs.current / 2;
+    for rev in [revs.current, mid] {
+        let Ok(fast) = CompactionPlan::build(db, rev, TombstoneAtRev::Keep) else {
+            continue;
+        };
+        let walked = CompactionPlan::build(db, rev, TombstoneAtRev::Keep)
+            .expect("built once")
+            .without_below();
+        let copy = |p: &CompactionPlan<'_>| {
+            let t = Transform {
+                plan: Some(p),
+                ..Transform::default()
+            };
+            compact_to_vec(db, opts, &t).ok().map(|(bytes, _)| bytes)
+        };
+        assert!(
+            copy(&fast) == copy(&walked),
+            "the planned and the walked copy at {rev}"
+        );
+    }
+}

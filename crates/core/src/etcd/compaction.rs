@@ -15,7 +15,10 @@
 
 use crate::error::DamageKind;
 use crate::error::{Error, Result};
-use crate::reader::{Bucket, Cursor, Db, Node, Resume};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::reader::{Bucket, Cursor, Db, Resume, key_cmp};
 
 use super::keymap::pipelined;
 use super::keytable::{KeyTable, key_hash};
@@ -78,10 +81,8 @@ struct Newest<'a> {
     value: &'a [u8],
 }
 
-/// What one part of pass 1 found.
+/// What pass 1 found in one part of the bucket (the subtree of a root element).
 struct Part<'a> {
-    /// Per user key, its newest entry at or below R.
-    newest: KeyTable<Newest<'a>>,
     /// Entries at or below R.
     seen: u64,
     /// The first and the last key the part met (the last: where it stopped).
@@ -93,9 +94,14 @@ struct Part<'a> {
     above: Option<Resume<'a>>,
 }
 
-/// Pass 1 over the entries `cursor` yields, up to the first one above `rev`.
-fn newest_in<'a>(db: &'a Db, mut cursor: Cursor<'a>, rev: i64) -> Result<Part<'a>> {
-    let mut newest = KeyTable::default();
+/// Pass 1 over the entries `cursor` yields, up to the first one above `rev`, into
+/// `newest` (a later entry of a key replaces the one there).
+fn newest_in<'a>(
+    newest: &mut KeyTable<Newest<'a>>,
+    db: &'a Db,
+    mut cursor: Cursor<'a>,
+    rev: i64,
+) -> Result<Part<'a>> {
     let (mut first, mut last, mut ascending, mut above) = (None, None, true, None);
     let mut seen = 0u64;
     let steps = std::iter::from_fn(|| {
@@ -108,7 +114,7 @@ fn newest_in<'a>(db: &'a Db, mut cursor: Cursor<'a>, rev: i64) -> Result<Part<'a
             Err(m) => return Some(Err(bad_entry(db, e.key, m))),
         };
         // (A sub-bucket here is no entry the plan can hand over: the copy walks instead.)
-        ascending &= !e.is_bucket() && last.is_none_or(|l: &[u8]| e.key > l);
+        ascending &= !e.is_bucket() && last.is_none_or(|l: &[u8]| key_cmp(e.key, l).is_gt());
         first = first.or(Some(e.key));
         last = Some(e.key);
         if r.main > rev {
@@ -132,12 +138,13 @@ fn newest_in<'a>(db: &'a Db, mut cursor: Cursor<'a>, rev: i64) -> Result<Part<'a
     type Step<'s> = (Newest<'s>, &'s [u8], u64);
     let ahead_slot = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_slot(s.2);
     let ahead_key = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_key(s.2);
+    let ahead_value = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_value(s.2);
     pipelined(
         steps,
-        &mut newest,
+        newest,
         ahead_slot,
         ahead_key,
-        |_, _| {},
+        ahead_value,
         |t, (n, key, hash)| {
             if t.set(hash, key, n) {
                 Ok(())
@@ -147,7 +154,6 @@ fn newest_in<'a>(db: &'a Db, mut cursor: Cursor<'a>, rev: i64) -> Result<Part<'a
         },
     )?;
     Ok(Part {
-        newest,
         seen,
         first,
         last,
@@ -156,26 +162,75 @@ fn newest_in<'a>(db: &'a Db, mut cursor: Cursor<'a>, rev: i64) -> Result<Part<'a
     })
 }
 
-/// The root element the second part of pass 1 starts at: the first whose key is at the
-/// middle revision between the bucket's first one and `rev`, or above it; `None` when the
-/// root is a leaf or the keys are no revisions.
-fn split_child(root: &Node<'_>, first: i64, rev: i64) -> Option<usize> {
-    let n = root.count();
-    if n < 2 {
-        return None;
-    }
-    let split = first.saturating_add(rev.saturating_sub(first) / 2);
-    let main_at = |i: usize| Some(RevisionKey::parse(root.branch(i).ok()?.key).ok()?.main);
-    let (mut lo, mut hi) = (1, n - 1);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if main_at(mid)? >= split {
-            hi = mid;
-        } else {
-            lo = mid + 1;
+/// Per key its newest entry, and the parts read (with their index).
+type Read<'a> = (KeyTable<Newest<'a>>, Vec<(usize, Part<'a>)>);
+
+/// Pass 1 on both cores: the root's elements are taken in turn, each thread keeping the
+/// newest entries of the parts it read in a table of its own (its parts come in key order,
+/// so a later entry replaces an earlier one); a part that meets an entry above R ends the
+/// hand-out. The parts, by index, with the merged table.
+fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> Result<Read<'a>> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicUsize::new(usize::MAX);
+    let work = || -> Result<Read<'a>> {
+        let mut newest = KeyTable::default();
+        let mut parts = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Relaxed);
+            if i >= count || i > stop.load(Relaxed) {
+                return Ok((newest, parts));
+            }
+            let part = newest_in(&mut newest, db, key.iter_root_part(i, i + 1), rev)?;
+            if part.above.is_some() {
+                stop.fetch_min(i, Relaxed);
+            }
+            parts.push((i, part));
+        }
+    };
+    let (mine, theirs) = std::thread::scope(|s| {
+        let theirs = s.spawn(work);
+        let mine = work();
+        (
+            mine,
+            theirs
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    let ((mut newest, mut parts), (other, more)) = (mine?, theirs?);
+    // Each table holds the newest of its own parts: the newer of the two wins.
+    let order = |n: &Newest<'_>| (n.r.main as u64, n.r.sub as u64, n.r.tombstone);
+    for (k, n) in other.iter() {
+        let h = key_hash(k);
+        let newer = newest
+            .index_of(h, k)
+            .and_then(|i| newest.value(i))
+            .is_none_or(|old| order(old) < order(n));
+        if newer && !newest.set(h, k, *n) {
+            return Err(super::too_many_keys("a compaction plan"));
         }
     }
-    Some(lo)
+    parts.extend(more);
+    parts.sort_unstable_by_key(|(i, _)| *i);
+    Ok((newest, parts))
+}
+
+/// The parts of pass 1 joined in key order: every key above the one before it, and nothing
+/// at or below R after the first entry above it. The entries at or below R, whether they
+/// ascend, and where the first entry above R stands.
+fn joined<'a>(parts: Vec<(usize, Part<'a>)>) -> (u64, bool, Option<Resume<'a>>) {
+    let (mut seen, mut ascending, mut above) = (0, true, None::<Resume<'a>>);
+    let mut last: Option<&[u8]> = None;
+    for (_, p) in parts {
+        seen += p.seen;
+        ascending &= p.ascending && (above.is_none() || p.seen == 0);
+        if above.is_none() {
+            ascending &= last.zip(p.first).is_none_or(|(l, f)| key_cmp(f, l).is_gt());
+            last = p.last.or(last);
+            above = p.above;
+        }
+    }
+    (seen, ascending, above)
 }
 
 /// The surviving entries at or below R, for a copy that takes them from here instead of
@@ -197,10 +252,10 @@ pub struct CompactionPlan<'a> {
     pub rev: i64,
     pub rule: TombstoneAtRev,
     db: &'a Db,
-    /// The entries at or below `rev` that survive, as (main, sub), ascending: each key's
+    /// The entries at or below `rev` that survive, as (main, sub, tombstone), ascending: each key's
     /// newest one, unless it is a tombstone the rule drops. The copy pass looks an entry
     /// up here by its revision alone: no value to decode, no key to hash.
-    kept: Vec<(i64, i64)>,
+    kept: Vec<(i64, i64, bool)>,
     /// Distinct user keys at or below `rev`.
     keys: usize,
     /// Where the last lookup ended in `kept`: the copy asks in ascending order, so each
@@ -213,75 +268,45 @@ pub struct CompactionPlan<'a> {
 
 impl<'a> CompactionPlan<'a> {
     /// Pass 1. `rev` must be <= the current revision (checked by the caller). The entries
-    /// up to `rev` are read in two parts, one per core: the subtrees of the root's first
-    /// elements, and the rest from the element at the middle revision (an exact split of
-    /// the tree, so a copy may take the entries up to R from here and walk only what lies
-    /// above); the later part's newest revisions replace the earlier part's.
+    /// up to `rev` are read by the subtrees of the root's elements, taken in turn by the
+    /// two cores ([`newest_by_parts`]: an exact split of the tree, so a copy may take the
+    /// entries up to R from here and walk only what lies above).
     pub fn build(db: &'a Db, rev: i64, rule: TombstoneAtRev) -> Result<CompactionPlan<'a>> {
         let (key, _) = etcd_buckets(db)?;
-        let first = match key.iter().next() {
-            Some(e) => {
-                let e = e?;
-                RevisionKey::parse(e.key)
-                    .map_err(|m| bad_entry(db, e.key, m))?
-                    .main
+        let (newest, seen, ascending, above) = match key.root_branch()? {
+            Some(root) if root.count() > 1 => {
+                let (newest, parts) = newest_by_parts(db, &key, root.count(), rev)?;
+                let (seen, ascending, above) = joined(parts);
+                (newest, seen, ascending, above)
             }
-            None => rev,
-        };
-        let root = key.root_branch()?;
-        let split = root
-            .as_ref()
-            .and_then(|r| Some((split_child(r, first, rev)?, r.count())));
-        let (mut part, later) = match split {
-            None => (newest_in(db, key.iter(), rev)?, None),
-            Some((at, count)) => {
-                let (earlier, later) = std::thread::scope(|s| {
-                    let later = s.spawn(|| newest_in(db, key.iter_root_part(at, count), rev));
-                    let earlier = newest_in(db, key.iter_root_part(0, at), rev);
-                    (
-                        earlier,
-                        later
-                            .join()
-                            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    )
-                });
-                (earlier?, Some(later?))
+            _ => {
+                let mut newest = KeyTable::default();
+                let p = newest_in(&mut newest, db, key.iter(), rev)?;
+                (newest, p.seen, p.ascending, p.above)
             }
         };
-        if let Some(later) = later {
-            // In key order the later part follows the earlier; it has nothing at or below
-            // R when the earlier one already met an entry above it.
-            part.ascending &= later.ascending
-                && match part.above {
-                    None => part.last.zip(later.first).is_none_or(|(l, f)| l < f),
-                    Some(_) => later.seen == 0,
-                };
-            if !part.newest.extend_from(&later.newest) {
-                return Err(super::too_many_keys("a compaction plan"));
-            }
-            part.seen += later.seen;
-            part.above = part.above.or(later.above);
-        }
         let survives =
             |r: &RevisionKey| !r.tombstone || (rule == TombstoneAtRev::Keep && r.main == rev);
-        let mut entries: Vec<&Newest<'a>> =
-            part.newest.values().filter(|n| survives(&n.r)).collect();
+        let mut entries: Vec<&Newest<'a>> = newest.values().filter(|n| survives(&n.r)).collect();
         // Key order, from the parsed revisions: comparing the keys' bytes would touch a
         // page of the map per comparison (pass 1 let them go), most of the file again.
         entries.sort_unstable_by_key(|n| (n.r.main as u64, n.r.sub as u64, n.r.tombstone));
-        let mut kept: Vec<(i64, i64)> = entries.iter().map(|n| (n.r.main, n.r.sub)).collect();
+        let mut kept: Vec<(i64, i64, bool)> = entries
+            .iter()
+            .map(|n| (n.r.main, n.r.sub, n.r.tombstone))
+            .collect();
         kept.sort_unstable();
-        let below = part.ascending.then(|| Below {
-            dropped: part.seen - entries.len() as u64,
+        let below = ascending.then(|| Below {
+            dropped: seen - entries.len() as u64,
             entries: entries.iter().map(|n| (n.key, n.value)).collect(),
-            resume: part.above,
+            resume: above,
         });
         Ok(CompactionPlan {
             rev,
             rule,
             db,
             kept,
-            keys: part.newest.len(),
+            keys: newest.len(),
             cursor: 0.into(),
             below,
         })
@@ -293,9 +318,10 @@ impl<'a> CompactionPlan<'a> {
         self.below.as_ref()
     }
 
-    /// This plan without [`Below`]: a copy then walks the whole `key` bucket (tests).
-    #[cfg(test)]
-    pub(crate) fn without_below(mut self) -> Self {
+    /// This plan without [`Below`]: a copy then walks the whole `key` bucket (for tests
+    /// and the `compact` fuzz target, which hold the two copies equal).
+    #[doc(hidden)]
+    pub fn without_below(mut self) -> Self {
         self.below = None;
         self
     }
@@ -305,8 +331,9 @@ impl<'a> CompactionPlan<'a> {
         self.keys
     }
 
-    /// Whether (main, sub) `r` is in `kept`.
-    fn is_kept(&self, r: (i64, i64)) -> bool {
+    /// Whether revision key `r` is in `kept` (the tombstone mark too: a damaged file may
+    /// hold a put and a tombstone at one revision).
+    fn is_kept(&self, r: (i64, i64, bool)) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let k = &self.kept;
         let mut i = self.cursor.load(Relaxed).min(k.len());
@@ -327,7 +354,7 @@ impl<'a> CompactionPlan<'a> {
             return Ok(true);
         }
         // Pass 1 decoded every entry at or below `rev` (a bad value failed there).
-        Ok(self.is_kept((r.main, r.sub)))
+        Ok(self.is_kept((r.main, r.sub, r.tombstone)))
     }
 
     /// The `meta` entries to set: both compaction revisions = R (17-byte form), so a

@@ -170,10 +170,28 @@ impl<V> KeyTable<V> {
     }
 
     /// Every key and its value, in no particular order.
+    /// Start loading the value of the key whose search starts at `hash`'s slot, when the
+    /// slot (prefetched steps before) holds that hash: a replaced value is a third line.
+    #[inline]
+    pub fn prefetch_value(&self, hash: u64) {
+        if let Some(s) = self.table.first(hash)
+            && !s.is_free()
+            && s.hash == hash
+            && let Some(v) = self.values.get(s.index as usize)
+        {
+            prefetch_value(v);
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
         self.table
             .iter()
             .filter_map(|s| Some((key_of(&self.arena, s), self.values.get(s.index as usize)?)))
+    }
+
+    /// The value [`KeyTable::index_of`] numbered `i`.
+    pub fn value(&self, i: usize) -> Option<&V> {
+        self.values.get(i)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
@@ -223,14 +241,6 @@ fn keep(arena: &mut Vec<Vec<u8>>, key: &[u8]) -> (u32, u32) {
     let off = c.len();
     c.extend_from_slice(key);
     (n as u32, off as u32)
-}
-
-impl<V: Copy> KeyTable<V> {
-    /// Set every key of `other` to its value there; `false` as [`set`](Self::set).
-    #[must_use]
-    pub fn extend_from(&mut self, other: &KeyTable<V>) -> bool {
-        other.iter().all(|(k, &v)| self.set(key_hash(k), k, v))
-    }
 }
 
 #[cfg(test)]
@@ -283,10 +293,9 @@ mod tests {
         assert_eq!(c.len(), 2);
         c.prefetch_slot(1);
         c.prefetch_key(1);
-        let mut merged: KeyTable<u8> = KeyTable::default();
-        assert!(merged.set(key_hash(b"a"), b"a", 9) && merged.extend_from(&c));
-        assert_eq!(merged.len(), 2);
-        assert!(merged.iter().any(|(k, &v)| k == b"a" && v == 3));
+        c.prefetch_value(1);
+        let i = c.index_of(1, b"a").unwrap();
+        assert_eq!(c.value(i), Some(&3));
         KeyTable::<u8>::default().prefetch_key(5);
         assert_eq!(KeyTable::<u8>::default().index_of(5, b"a"), None);
         let mut e: KeyTable<()> = KeyTable::default();

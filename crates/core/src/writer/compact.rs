@@ -725,6 +725,43 @@ mod tests {
         }
     }
 
+    /// Two revision keys swapped in a real member's `key` bucket: the plan cannot vouch
+    /// for the order, so the copy walks the bucket and refuses the source as before
+    /// (rather than writing the survivors in an order the source does not have).
+    #[test]
+    fn a_plan_over_keys_out_of_order_hands_nothing_over() {
+        use crate::etcd::{CompactionPlan, Revisions, Rules, TombstoneAtRev};
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/etcd/db"
+        ));
+        let mut bytes = std::fs::read(path).unwrap();
+        let keys: Vec<Vec<u8>> = {
+            let src = Db::from_bytes(bytes.clone()).unwrap();
+            let key = Bucket::root_of(&src).bucket(KEY_BUCKET).unwrap().unwrap();
+            key.iter().map(|e| e.unwrap().key.to_vec()).collect()
+        };
+        let (a, b) = (&keys[3], &keys[9]);
+        let find = |bytes: &[u8], k: &[u8]| bytes.windows(k.len()).position(|w| w == k).unwrap();
+        let (i, j) = (find(&bytes, a), find(&bytes, b));
+        bytes[i..i + a.len()].copy_from_slice(b);
+        bytes[j..j + b.len()].copy_from_slice(a);
+        let src = Db::from_bytes(bytes).unwrap();
+        let (_, revs) = Revisions::read(&src, &Rules::default()).unwrap();
+        let plan = CompactionPlan::build(&src, revs.current, TombstoneAtRev::Keep).unwrap();
+        assert!(plan.below().is_none());
+        let t = Transform {
+            plan: Some(&plan),
+            ..Transform::default()
+        };
+        let e = compact_to_vec(&src, &CompactOptions::default(), &t).expect_err("refused");
+        assert_eq!(
+            e.damage_kind(),
+            Some(crate::error::DamageKind::KeyOrder),
+            "{e}"
+        );
+    }
+
     #[test]
     fn verify_accepts_a_faithful_copy_and_rejects_a_different_one() {
         let src = fixture("nested.db");
