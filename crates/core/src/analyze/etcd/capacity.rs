@@ -66,6 +66,16 @@ impl ThresholdHistogram {
         }
     }
 
+    /// Add `other`'s counts (same edges) to these.
+    pub(super) fn absorb(&mut self, other: &ThresholdHistogram) {
+        for (a, b) in self.entries.iter_mut().zip(&other.entries) {
+            *a += b;
+        }
+        for (a, b) in self.bytes.iter_mut().zip(&other.bytes) {
+            *a += b;
+        }
+    }
+
     /// An entry removed from compaction revision `d` on (`None`: never).
     pub fn add(&mut self, d: Option<i64>, bytes: u64) {
         let i = match d {

@@ -85,6 +85,9 @@ pub struct EtcdOptions {
     pub rules: Rules,
     /// Told how far the pass over the `key` bucket is (the binary draws a bar from it).
     pub progress: Option<PassProgress>,
+    /// Read the `key` bucket in two parts on two threads whatever the file's size (tests:
+    /// the answer must not depend on it); by default only files of 16 MiB and more.
+    pub split_always: bool,
 }
 
 impl std::fmt::Debug for EtcdOptions {
@@ -116,6 +119,7 @@ impl Default for EtcdOptions {
             histogram_bands: 50,
             rules: Rules::ETCD_3_4_23,
             progress: None,
+            split_always: false,
         }
     }
 }

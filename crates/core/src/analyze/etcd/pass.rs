@@ -5,7 +5,10 @@ use crate::error::Result;
 use crate::etcd::decode_entry_through_value;
 use crate::etcd::key_bucket;
 use crate::etcd::{Chunked, KeyId, KeyIds, key_id, pipelined};
-use crate::reader::{Db, key_cmp};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::reader::{Cursor, Db, key_cmp};
 use crate::writer::ElementLen;
 
 use super::kinds::{Encoding, kind_parts};
@@ -21,7 +24,7 @@ struct Step<'a> {
 
 /// What the pass keeps per distinct user key.
 #[derive(Debug, Clone, Copy, Default)]
-/// 32 bytes, one per key: an entry's size fits 32 bits (a bbolt key is at most
+/// 48 bytes, one per key: an entry's size fits 32 bits (a bbolt key is at most
 /// 32 KiB and a value under 2 GiB), and so does a key's count of revisions in practice
 /// (it saturates).
 pub(super) struct KeyAcc {
@@ -35,6 +38,11 @@ pub(super) struct KeyAcc {
     pub(super) last_index: usize,
     /// The object kind of the newest put: an index into [`Pass::kinds`] (0 until a put).
     pub(super) last_kind: u16,
+    /// A put came (so `last_kind` is one).
+    pub(super) put_seen: bool,
+    /// Main revision of the key's first entry in this pass's part of the bucket: where the
+    /// part after another takes over the key's history ([`merged`]).
+    pub(super) first_main: i64,
 }
 
 /// A `key` bucket entry as the candidates' layout needs it.
@@ -71,6 +79,21 @@ pub(super) struct Kinds {
 }
 
 impl Kinds {
+    /// The number of a kind (as [`Kinds::id`] gives it), adding it when new.
+    fn intern(&mut self, kind: &(Encoding, Vec<u8>, Vec<u8>)) -> u16 {
+        if self.seen.is_empty() {
+            self.seen.push((Encoding::Other, Vec::new(), Vec::new()));
+        }
+        if let Some(i) = self.seen.iter().position(|k| k == kind) {
+            return i as u16;
+        }
+        if self.seen.len() >= usize::from(u16::MAX) {
+            return 0;
+        }
+        self.seen.push(kind.clone());
+        (self.seen.len() - 1) as u16
+    }
+
     /// The kind of `value`; `hint` is the kind to try first (the key's previous put's: a
     /// key keeps its kind, and a scan of dozens of kinds per put was a tenth of `analyze`).
     fn id(&mut self, value: &[u8], hint: u16) -> u16 {
@@ -116,6 +139,26 @@ fn revision_bands(first: i64, last: i64, n: usize) -> (Vec<RevisionBand>, i64) {
     (bands, width)
 }
 
+/// What every part of the pass shares.
+struct PassCtx<'c> {
+    first: i64,
+    width: i64,
+    rate_base: i64,
+    candidates: &'c Candidates,
+    opts: &'c EtcdOptions,
+    edges: Vec<i64>,
+    bands: Vec<RevisionBand>,
+    /// Revisions covered so far by all parts, for the progress callback.
+    covered: AtomicU64,
+    total: u64,
+}
+
+/// Files under this size are passed on one thread: the second one is not worth it.
+const SPLIT_MIN_BYTES: u64 = 16 << 20;
+
+/// The pass over the `key` bucket. A bucket whose root is a branch is read in two parts
+/// (the subtrees of the first and the second half of the root's elements: an exact split),
+/// one per thread, then [`merged`]: the result is the one-thread pass's, entry for entry.
 pub(super) fn key_pass(
     db: &Db,
     first: i64,
@@ -126,19 +169,81 @@ pub(super) fn key_pass(
     opts: &EtcdOptions,
 ) -> Result<Pass> {
     let (bands, width) = revision_bands(first, last, opts.histogram_bands);
+    let ctx = PassCtx {
+        first,
+        width,
+        rate_base,
+        candidates,
+        opts,
+        edges,
+        bands,
+        covered: AtomicU64::new(0),
+        total: (last - first).max(0) as u64,
+    };
+    let key = key_bucket(db)?;
+    let split = key
+        .root_branch()?
+        .map(|r| r.count())
+        .filter(|&n| n >= 2 && (opts.split_always || db.file_size() >= SPLIT_MIN_BYTES));
+    let mut p = match split {
+        None => part_pass(db, key.iter(), &ctx)?.pass,
+        Some(n) => {
+            let (earlier, later) = std::thread::scope(|s| {
+                let later = s.spawn(|| part_pass(db, key.iter_root_part(n / 2, n), &ctx));
+                let earlier = part_pass(db, key.iter_root_part(0, n / 2), &ctx);
+                (
+                    earlier,
+                    later
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                )
+            });
+            merged(earlier?, later?, candidates)
+        }
+    };
+    if let Some(progress) = &opts.progress {
+        progress(ctx.total, ctx.total);
+    }
+    let f = &mut p.figures;
+    f.distinct_keys = p.keys.len() as u64;
+    for acc in p.keys.values() {
+        if !acc.last_tombstone {
+            // The newest put stays at every R.
+            p.thresholds.add(None, u64::from(acc.last_bytes));
+            f.live_keys += 1;
+            f.live_value_bytes += u64::from(acc.last_value_len);
+        }
+        f.latest_bytes += u64::from(acc.last_bytes);
+    }
+    f.historical_revisions = f.entries - f.distinct_keys;
+    f.history_bytes = f.entry_bytes - f.latest_bytes;
+    Ok(p)
+}
+
+/// One part's pass, and the first and last keys it met (for the order across parts).
+struct Part<'a> {
+    pass: Pass,
+    first_key: Option<&'a [u8]>,
+    last_key: Option<&'a [u8]>,
+}
+
+/// The pass over the entries `entries` yields (the whole bucket, or a part of it).
+fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<Part<'a>> {
+    let (first, width, candidates, opts) = (ctx.first, ctx.width, ctx.candidates, ctx.opts);
     let mut p = Pass {
         keys: KeyIds::default(),
         ordered: true,
         layout: Chunked::default(),
         figures: KeyFigures::default(),
-        bands,
-        thresholds: ThresholdHistogram::new(edges),
+        bands: ctx.bands.clone(),
+        thresholds: ThresholdHistogram::new(ctx.edges.clone()),
         recent_bytes: 0,
         kinds: Kinds::default(),
     };
-    let total = (last - first).max(0) as u64;
-    let mut prev_key: Option<&[u8]> = None;
-    let steps = key_bucket(db)?.iter().map(|e| {
+    let (mut first_key, mut prev_key): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    // Revisions this part covered, as last added to `ctx.covered`.
+    let (mut start, mut reported) = (None::<i64>, 0u64);
+    let steps = entries.map(|e| {
         let e = e?;
         let (rev, kv) = decode_entry_through_value(db, e.key, e.value, e.is_bucket())?;
         Ok(Step {
@@ -171,13 +276,14 @@ pub(super) fn key_pass(
             if prev_key.is_some_and(|k| key_cmp(e.key, k).is_le()) {
                 p.ordered = false;
             }
+            first_key = first_key.or(Some(e.key));
             prev_key = Some(e.key);
             let bytes = (e.key.len() + e.value.len()) as u64;
             let f = &mut p.figures;
             f.entries += 1;
             f.entry_bytes += bytes;
             f.tombstones += u64::from(rev.tombstone);
-            if rev.main > rate_base {
+            if rev.main > ctx.rate_base {
                 p.recent_bytes += bytes;
             }
             if let Some(band) = p
@@ -189,7 +295,9 @@ pub(super) fn key_pass(
                 band.tombstones += u64::from(rev.tombstone);
             }
             let acc = p.keys.entry_with_id(id, kv.key);
-            if acc.revisions > 0 && !acc.last_tombstone {
+            if acc.revisions == 0 {
+                acc.first_main = rev.main;
+            } else if !acc.last_tombstone {
                 // The previous put of this key goes once this revision is <= R.
                 p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
                 if let Some(l) = p.layout.get_mut(acc.last_index) {
@@ -216,30 +324,101 @@ pub(super) fn key_pass(
             acc.last_value_len = u32::try_from(kv.value.len()).unwrap_or(u32::MAX);
             if !rev.tombstone {
                 acc.last_kind = p.kinds.id(kv.value, acc.last_kind);
+                acc.put_seen = true;
             }
             if let Some(progress) = &opts.progress
                 && f.entries.is_multiple_of(4096)
             {
-                progress((rev.main - first).max(0) as u64, total);
+                let covered = (rev.main - *start.get_or_insert(rev.main)).max(0) as u64;
+                let done = ctx
+                    .covered
+                    .fetch_add(covered.saturating_sub(reported), Relaxed);
+                reported = reported.max(covered);
+                progress(done.min(ctx.total), ctx.total);
             }
             Ok(())
         },
     )?;
-    if let Some(progress) = &opts.progress {
-        progress(total, total);
+    Ok(Part {
+        pass: p,
+        first_key,
+        last_key: prev_key,
+    })
+}
+
+/// The pass of two parts side by side, as one pass over both would have made it: the
+/// later part's keys continue the earlier part's (a key's put in the earlier part goes at
+/// its first revision in the later one), its layout follows, its kinds are renumbered.
+fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
+    let (mut p, q) = (earlier.pass, later.pass);
+    p.ordered &= q.ordered
+        && earlier
+            .last_key
+            .zip(later.first_key)
+            .is_none_or(|(l, f)| key_cmp(f, l).is_gt());
+    let kinds: Vec<u16> = q.kinds.seen.iter().map(|k| p.kinds.intern(k)).collect();
+    let offset = p.layout.len();
+    // A wait for memory per key three times over (its slot, its figures, its last layout
+    // entry): prefetched some keys ahead, as the pass does.
+    let keys = q
+        .keys
+        .iter()
+        .map(|(key, b)| Ok::<_, ()>((key_id(key), key, b)));
+    type Merge<'k> = (KeyId, &'k [u8], &'k KeyAcc);
+    let ahead_slot = |p: &Pass, m: &Merge<'_>| p.keys.prefetch_slot(m.0);
+    let ahead_value = |p: &Pass, m: &Merge<'_>| p.keys.prefetch_value(m.0);
+    let ahead_layout = |p: &Pass, m: &Merge<'_>| {
+        if let Some(l) = p
+            .keys
+            .get_by_id(m.0)
+            .and_then(|a| p.layout.get(a.last_index))
+        {
+            crate::reader::prefetch_value(l);
+        }
+    };
+    let _ = pipelined(
+        keys,
+        &mut p,
+        ahead_slot,
+        ahead_value,
+        ahead_layout,
+        |p, (id, key, b)| {
+            let a = p.keys.entry_with_id(id, key);
+            if a.revisions == 0 {
+                a.first_main = b.first_main;
+            } else if !a.last_tombstone {
+                p.thresholds
+                    .add(Some(b.first_main), u64::from(a.last_bytes));
+                if let Some(l) = p.layout.get_mut(a.last_index) {
+                    l.gone_at = candidates.gone_at(Some(b.first_main));
+                }
+            }
+            a.revisions = a.revisions.saturating_add(b.revisions);
+            a.bytes += b.bytes;
+            a.last_bytes = b.last_bytes;
+            a.last_tombstone = b.last_tombstone;
+            a.last_value_len = b.last_value_len;
+            a.last_index = b.last_index + offset;
+            if b.put_seen {
+                a.last_kind = kinds.get(usize::from(b.last_kind)).copied().unwrap_or(0);
+                a.put_seen = true;
+            }
+            Ok(())
+        },
+    );
+    for l in q.layout.iter() {
+        p.layout.push(*l);
     }
     let f = &mut p.figures;
-    f.distinct_keys = p.keys.len() as u64;
-    for acc in p.keys.values() {
-        if !acc.last_tombstone {
-            // The newest put stays at every R.
-            p.thresholds.add(None, u64::from(acc.last_bytes));
-            f.live_keys += 1;
-            f.live_value_bytes += u64::from(acc.last_value_len);
-        }
-        f.latest_bytes += u64::from(acc.last_bytes);
+    f.entries += q.figures.entries;
+    f.entry_bytes += q.figures.entry_bytes;
+    f.tombstones += q.figures.tombstones;
+    p.recent_bytes += q.recent_bytes;
+    for (a, b) in p.bands.iter_mut().zip(&q.bands) {
+        a.entries += b.entries;
+        a.bytes += b.bytes;
+        a.tombstones += b.tombstones;
     }
-    f.historical_revisions = f.entries - f.distinct_keys;
-    f.history_bytes = f.entry_bytes - f.latest_bytes;
-    Ok(p)
+    p.thresholds.absorb(&q.thresholds);
+    p
 }

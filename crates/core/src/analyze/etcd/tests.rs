@@ -274,3 +274,31 @@ fn synthetic_history_matches_rule() {
         assert_eq!(c[6], 3);
     }
 }
+
+/// The pass in two parts on two threads, merged, is the one-thread pass: the whole report,
+/// at several tombstone rules and candidate counts, on both real etcd fixtures.
+#[test]
+fn the_split_pass_is_the_one_thread_pass() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/etcd"));
+    for name in ["db", "snapshot.db"] {
+        let db = Db::open(dir.join(name), crate::OpenOptions { lock: false }).unwrap();
+        let root = crate::etcd::key_bucket(&db).unwrap().root_branch().unwrap();
+        assert!(
+            root.is_some_and(|r| r.count() >= 2),
+            "{name}: no branch root to split"
+        );
+        for (rule, candidates) in [(TombstoneAtRev::Keep, 8), (TombstoneAtRev::Drop, 60)] {
+            let report = |split_always| {
+                let opts = EtcdOptions {
+                    rule,
+                    candidates,
+                    split_always,
+                    ..EtcdOptions::default()
+                };
+                let a = EtcdAnalysis::gather(&db, &opts).unwrap().unwrap();
+                serde_json::to_string(&a).unwrap()
+            };
+            assert_eq!(report(true), report(false), "{name} {rule:?}");
+        }
+    }
+}
