@@ -109,6 +109,11 @@ impl<T> Chunked<T> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flatten()
     }
+
+    /// The chunks, in order, each to be let go once used.
+    pub fn into_chunks(self) -> impl Iterator<Item = Vec<T>> {
+        self.chunks.into_iter()
+    }
 }
 
 /// A [`KeyIds`] id: a key's 128-bit XXH3, as two words (8-byte aligned, so a table slot

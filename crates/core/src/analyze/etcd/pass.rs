@@ -24,7 +24,7 @@ struct Step<'a> {
 
 /// What the pass keeps per distinct user key.
 #[derive(Debug, Clone, Copy, Default)]
-/// 48 bytes, one per key: an entry's size fits 32 bits (a bbolt key is at most
+/// 32 bytes, one per key: an entry's size fits 32 bits (a bbolt key is at most
 /// 32 KiB and a value under 2 GiB), and so does a key's count of revisions in practice
 /// (it saturates).
 pub(super) struct KeyAcc {
@@ -40,9 +40,6 @@ pub(super) struct KeyAcc {
     pub(super) last_kind: u16,
     /// A put came (so `last_kind` is one).
     pub(super) put_seen: bool,
-    /// Main revision of the key's first entry in this pass's part of the bucket: where the
-    /// part after another takes over the key's history ([`merged`]).
-    pub(super) first_main: i64,
 }
 
 /// A `key` bucket entry as the candidates' layout needs it.
@@ -223,6 +220,10 @@ pub(super) fn key_pass(
 /// One part's pass, and the first and last keys it met (for the order across parts).
 struct Part<'a> {
     pass: Pass,
+    /// Per key (in the order of `pass.keys`), the main revision of its first entry in the
+    /// part: where a later part takes over the key's history ([`merged`]). Beside the
+    /// table, not in [`KeyAcc`]: only the merge reads it.
+    first_mains: Vec<i64>,
     first_key: Option<&'a [u8]>,
     last_key: Option<&'a [u8]>,
 }
@@ -241,6 +242,7 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
         kinds: Kinds::default(),
     };
     let (mut first_key, mut prev_key): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    let mut first_mains = Vec::new();
     // Revisions this part covered, as last added to `ctx.covered`.
     let (mut start, mut reported) = (None::<i64>, 0u64);
     let steps = entries.map(|e| {
@@ -296,7 +298,7 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
             }
             let acc = p.keys.entry_with_id(id, kv.key);
             if acc.revisions == 0 {
-                acc.first_main = rev.main;
+                first_mains.push(rev.main);
             } else if !acc.last_tombstone {
                 // The previous put of this key goes once this revision is <= R.
                 p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
@@ -341,6 +343,7 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
     )?;
     Ok(Part {
         pass: p,
+        first_mains,
         first_key,
         last_key: prev_key,
     })
@@ -350,21 +353,31 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
 /// later part's keys continue the earlier part's (a key's put in the earlier part goes at
 /// its first revision in the later one), its layout follows, its kinds are renumbered.
 fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
-    let (mut p, q) = (earlier.pass, later.pass);
-    p.ordered &= q.ordered
+    let mut p = earlier.pass;
+    let Pass {
+        keys: q_keys,
+        ordered: q_ordered,
+        layout: q_layout,
+        figures: q_figures,
+        bands: q_bands,
+        thresholds: q_thresholds,
+        recent_bytes: q_recent_bytes,
+        kinds: q_kinds,
+    } = later.pass;
+    p.ordered &= q_ordered
         && earlier
             .last_key
             .zip(later.first_key)
             .is_none_or(|(l, f)| key_cmp(f, l).is_gt());
-    let kinds: Vec<u16> = q.kinds.seen.iter().map(|k| p.kinds.intern(k)).collect();
+    let kinds: Vec<u16> = q_kinds.seen.iter().map(|k| p.kinds.intern(k)).collect();
     let offset = p.layout.len();
     // A wait for memory per key three times over (its slot, its figures, its last layout
     // entry): prefetched some keys ahead, as the pass does.
-    let keys = q
-        .keys
+    let keys = q_keys
         .iter()
-        .map(|(key, b)| Ok::<_, ()>((key_id(key), key, b)));
-    type Merge<'k> = (KeyId, &'k [u8], &'k KeyAcc);
+        .zip(&later.first_mains)
+        .map(|((key, b), &first_main)| Ok::<_, ()>((key_id(key), key, b, first_main)));
+    type Merge<'k> = (KeyId, &'k [u8], &'k KeyAcc, i64);
     let ahead_slot = |p: &Pass, m: &Merge<'_>| p.keys.prefetch_slot(m.0);
     let ahead_value = |p: &Pass, m: &Merge<'_>| p.keys.prefetch_value(m.0);
     let ahead_layout = |p: &Pass, m: &Merge<'_>| {
@@ -382,15 +395,12 @@ fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
         ahead_slot,
         ahead_value,
         ahead_layout,
-        |p, (id, key, b)| {
+        |p, (id, key, b, first_main)| {
             let a = p.keys.entry_with_id(id, key);
-            if a.revisions == 0 {
-                a.first_main = b.first_main;
-            } else if !a.last_tombstone {
-                p.thresholds
-                    .add(Some(b.first_main), u64::from(a.last_bytes));
+            if a.revisions > 0 && !a.last_tombstone {
+                p.thresholds.add(Some(first_main), u64::from(a.last_bytes));
                 if let Some(l) = p.layout.get_mut(a.last_index) {
-                    l.gone_at = candidates.gone_at(Some(b.first_main));
+                    l.gone_at = candidates.gone_at(Some(first_main));
                 }
             }
             a.revisions = a.revisions.saturating_add(b.revisions);
@@ -406,19 +416,21 @@ fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
             Ok(())
         },
     );
-    for l in q.layout.iter() {
-        p.layout.push(*l);
+    drop(q_keys);
+    // Chunk by chunk, each let go once copied: the two layouts are never whole twice.
+    for chunk in q_layout.into_chunks() {
+        chunk.into_iter().for_each(|l| p.layout.push(l));
     }
     let f = &mut p.figures;
-    f.entries += q.figures.entries;
-    f.entry_bytes += q.figures.entry_bytes;
-    f.tombstones += q.figures.tombstones;
-    p.recent_bytes += q.recent_bytes;
-    for (a, b) in p.bands.iter_mut().zip(&q.bands) {
+    f.entries += q_figures.entries;
+    f.entry_bytes += q_figures.entry_bytes;
+    f.tombstones += q_figures.tombstones;
+    p.recent_bytes += q_recent_bytes;
+    for (a, b) in p.bands.iter_mut().zip(&q_bands) {
         a.entries += b.entries;
         a.bytes += b.bytes;
         a.tombstones += b.tombstones;
     }
-    p.thresholds.absorb(&q.thresholds);
+    p.thresholds.absorb(&q_thresholds);
     p
 }
