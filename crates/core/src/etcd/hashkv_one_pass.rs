@@ -150,7 +150,9 @@ fn low_pass<'a>(
             }
         }
     }
-    let mut slots: KeyTable<()> = KeyTable::default();
+    let kept_keys = ix.iter().filter(|(_, st)| st.kept().is_some()).count();
+    // Every entry above the compact revision searches this table, most for a key not in it.
+    let mut slots: KeyTable<()> = KeyTable::sparse_for(kept_keys);
     for (key, _) in ix.iter().filter(|(_, st)| st.kept().is_some()) {
         if !slots.set(key_hash(key), key, ()) {
             return Err(super::too_many_keys("HashKV"));

@@ -86,6 +86,16 @@ impl<V> Default for KeyTable<V> {
 }
 
 impl<V> KeyTable<V> {
+    /// An empty table for `n` keys, sparse ([`Probing::sparse_for`]): for one filled once and
+    /// then searched far more often than filled.
+    pub fn sparse_for(n: usize) -> Self {
+        KeyTable {
+            table: Probing::sparse_for(n),
+            values: Chunked::default(),
+            arena: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }

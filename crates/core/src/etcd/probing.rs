@@ -36,6 +36,21 @@ impl<S: ProbeSlot> Probing<S> {
         self.len
     }
 
+    /// A table for `n` slots at most a quarter full: a search for a hash it does not hold
+    /// then looks at ~1.4 slots instead of ~8.5 at three quarters (a table built once and
+    /// searched by every entry of a pass, most of which it does not hold).
+    pub(super) fn sparse_for(n: usize) -> Self {
+        let slots = n
+            .saturating_mul(4)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX / 2 + 1)
+            .max(Self::FIRST_SLOTS);
+        Probing {
+            slots: vec![S::FREE; slots],
+            len: 0,
+        }
+    }
+
     fn start(&self, hash: u64) -> usize {
         (hash as usize) & (self.slots.len() - 1)
     }
