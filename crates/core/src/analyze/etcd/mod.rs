@@ -172,26 +172,55 @@ impl EtcdAnalysis {
             candidates,
         };
         let candidates = &scope.candidates;
-        // The file sizes (the tree builder over the layout, per candidate) on the other
-        // core while the tables are made here.
-        let sizing = |pass: &Pass| -> Result<(Vec<u64>, Option<CompactSummary>)> {
-            let sizes = (0..candidates.revisions.len())
-                .map(|c| candidate_size(db, pass, candidates, c, compacted, opts.rule))
-                .collect::<Result<Vec<u64>>>()?;
-            Ok((sizes, layout_plan(db, pass, None, None)?))
+        // The file sizes (the tree builder over the layout: one job per candidate, and the
+        // defragmented copy) on the other core while the tables are made here; this core
+        // then takes what jobs are left.
+        let jobs = candidates.revisions.len() + 1;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let size_jobs = || -> Result<Vec<(usize, Sized)>> {
+            let mut done = Vec::new();
+            loop {
+                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if j >= jobs {
+                    return Ok(done);
+                }
+                let sized = match j.checked_sub(1) {
+                    None => Sized::Defrag(layout_plan(db, &pass, None, None)?),
+                    Some(c) => Sized::Candidate(candidate_size(
+                        db, &pass, candidates, c, compacted, opts.rule,
+                    )?),
+                };
+                done.push((j, sized));
+            }
         };
         std::thread::scope(|s| {
-            let sized = s.spawn(|| sizing(&pass));
+            let theirs = s.spawn(size_jobs);
             let tables = Self::tables(&pass, opts);
-            let sized = sized
+            let mine = size_jobs();
+            let theirs = theirs
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            let (sizes, defrag) = sized?;
+            let mut all = mine?;
+            all.extend(theirs?);
+            all.sort_unstable_by_key(|(j, _)| *j);
+            let (mut sizes, mut defrag) = (Vec::new(), None);
+            for (_, sized) in all {
+                match sized {
+                    Sized::Defrag(d) => defrag = d,
+                    Sized::Candidate(size) => sizes.push(size),
+                }
+            }
             let analysis = Self::finish(db, opts, &scope, &pass, tables, &sizes)?;
             Ok((analysis, defrag))
         })
         .map(Some)
     }
+}
+
+/// One sizing job's answer: the defragmented copy's plan, or a candidate's file size.
+enum Sized {
+    Defrag(Option<CompactSummary>),
+    Candidate(u64),
 }
 
 /// What the analysis is about, fixed before the pass: the file's revisions and the
