@@ -49,7 +49,8 @@ done
 # compact: the same whole files (the writer needs a readable source to get anywhere).
 cp "$corpus"/open_walk_check/*.db "$corpus/open_walk_check/head-etcd-db" "$corpus/compact/"
 # ... and a small etcd file with MVCC history above a finished compaction, for the copies
-# under a compaction plan (the real fixture is too large for the targets' max_len): 1 MiB
+# under a compaction plan and analyze's split pass (the real fixture is too large for the
+# targets' max_len): 1 MiB
 # from boltpeer's generator (Go bbolt), compacted to its last 300 revisions. Needs Go.
 if command -v go >/dev/null; then
     gen=$(mktemp -d)
@@ -58,6 +59,7 @@ if command -v go >/dev/null; then
     "$gen/boltpeer" gen-etcd 1 "$gen/etcd.db" small >/dev/null
     "$bp" compact --no-lock --keep-revisions 300 "$gen/etcd.db" -o "$corpus/compact/etcd-history.db" \
         --force >/dev/null
+    cp "$corpus/compact/etcd-history.db" "$corpus/open_walk_check/"
     rm -rf "$gen"
 fi
 # salvage: the same, and the real etcd fixture whole (its free pages hold stale copies).

@@ -1341,6 +1341,30 @@ fn fuzz_targets_on(data: &[u8]) {
     let _ = KeyValue::decode(data);
     let _ = RevisionKey::parse(data);
     compact_target(data);
+    if let Ok(db) = Db::from_bytes(data.to_vec()) {
+        split_pass_agrees(&db);
+    }
+}
+
+/// As the `open_walk_check` target: where both finish, analyze's `key` bucket pass in two
+/// parts on two threads reports what the one-thread pass does.
+fn split_pass_agrees(db: &Db) {
+    use boltpack::analyze::etcd::{EtcdAnalysis, EtcdOptions};
+    let report = |split_always| {
+        let opts = EtcdOptions {
+            split_always,
+            ..EtcdOptions::default()
+        };
+        EtcdAnalysis::gather(db, &opts)
+            .ok()
+            .map(|a| format!("{a:?}"))
+    };
+    if let (Some(one), Some(split)) = (report(false), report(true)) {
+        assert_eq!(
+            one, split,
+            "the split key pass differs from the one-thread pass"
+        );
+    }
 }
 
 /// The `compact` fuzz target: the writer either fails cleanly or writes a copy that our own

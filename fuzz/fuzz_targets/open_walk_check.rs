@@ -1,5 +1,6 @@
 //! A whole file: open, map the pages (on one thread and two), check, snapshot status, visit every entry, gather info, list pages,
-//! seek into the top-level buckets, and analyze (the etcd part when it has `key` and `meta`).
+//! seek into the top-level buckets, and analyze (the etcd part when it has `key` and `meta`;
+//! its `key` bucket pass in two parts on two threads gives the one-thread pass's report).
 #![no_main]
 
 use boltpack::Db;
@@ -44,4 +45,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = boltpack::analyze::Analysis::gather_with(&db, &Default::default());
+    split_pass_agrees(&db);
 });
+
+/// Where both passes finish (each part's cursor has a work budget of its own, so a hostile
+/// shape may stop the one-thread pass and not the parts), they report the same.
+fn split_pass_agrees(db: &Db) {
+    use boltpack::analyze::etcd::{EtcdAnalysis, EtcdOptions};
+    let report = |split_always| {
+        let opts = EtcdOptions {
+            split_always,
+            ..EtcdOptions::default()
+        };
+        EtcdAnalysis::gather(db, &opts).ok().map(|a| format!("{a:?}"))
+    };
+    if let (Some(one), Some(split)) = (report(false), report(true)) {
+        assert_eq!(one, split, "the split key pass differs from the one-thread pass");
+    }
+}
