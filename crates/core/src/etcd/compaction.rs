@@ -199,13 +199,12 @@ fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> 
     });
     let ((mut newest, mut parts), (other, more)) = (mine?, theirs?);
     // Each table holds the newest of its own parts: the newer of the two wins.
-    let order = |n: &Newest<'_>| (n.r.main as u64, n.r.sub as u64, n.r.tombstone);
     for (k, n) in other.iter() {
         let h = key_hash(k);
         let newer = newest
             .index_of(h, k)
             .and_then(|i| newest.value(i))
-            .is_none_or(|old| order(old) < order(n));
+            .is_none_or(|old| old.r.byte_order() < n.r.byte_order());
         if newer && !newest.set(h, k, *n) {
             return Err(super::too_many_keys("a compaction plan"));
         }
@@ -290,7 +289,7 @@ impl<'a> CompactionPlan<'a> {
         let mut entries: Vec<&Newest<'a>> = newest.values().filter(|n| survives(&n.r)).collect();
         // Key order, from the parsed revisions: comparing the keys' bytes would touch a
         // page of the map per comparison (pass 1 let them go), most of the file again.
-        entries.sort_unstable_by_key(|n| (n.r.main as u64, n.r.sub as u64, n.r.tombstone));
+        entries.sort_unstable_by_key(|n| n.r.byte_order());
         let mut kept: Vec<(i64, i64, bool)> = entries
             .iter()
             .map(|n| (n.r.main, n.r.sub, n.r.tombstone))

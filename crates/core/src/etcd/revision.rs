@@ -45,6 +45,12 @@ impl RevisionKey {
     }
 
     /// The 17-byte form (no tombstone mark), as `meta/finishedCompactRev` stores it.
+    /// A sort key in the order of the keys' bytes (big-endian `main`, `sub`, then the
+    /// tombstone mark), which is the `key` bucket's order: negative revisions sort last.
+    pub fn byte_order(&self) -> (u64, u64, bool) {
+        (self.main as u64, self.sub as u64, self.tombstone)
+    }
+
     pub fn to_bytes(&self) -> [u8; REV_BYTES_LEN] {
         let mut b = [0u8; REV_BYTES_LEN];
         b[0..8].copy_from_slice(&self.main.to_be_bytes());
@@ -57,6 +63,38 @@ impl RevisionKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_order_is_the_order_of_the_bytes() {
+        let rk = |main, sub, tombstone| RevisionKey {
+            main,
+            sub,
+            tombstone,
+        };
+        let bytes = |r: &RevisionKey| {
+            let mut b = r.to_bytes().to_vec();
+            if r.tombstone {
+                b.push(TOMBSTONE_MARK);
+            }
+            b
+        };
+        let revs = [
+            rk(1, 0, false),
+            rk(1, 0, true),
+            rk(1, 1, false),
+            rk(-1, 0, false),
+            rk(i64::MAX, 2, true),
+        ];
+        for a in &revs {
+            for b in &revs {
+                assert_eq!(
+                    a.byte_order().cmp(&b.byte_order()),
+                    bytes(a).cmp(&bytes(b)),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn round_trip_and_tombstone() {

@@ -587,8 +587,6 @@ mod tests {
         Db::open(&p, OpenOptions { lock: false }).unwrap()
     }
 
-    /// `iter_from(k)` yields exactly the entries of `iter()` whose key is >= k: for every
-    /// key, and for probes between, before and after them.
     /// Parts of the root's elements side by side iterate the bucket once; a cursor resumed
     /// where another stood yields the rest from that entry on.
     #[test]
@@ -629,6 +627,8 @@ mod tests {
         assert!(split_seen, "no fixture has a branch root");
     }
 
+    /// `iter_from(k)` yields exactly the entries of `iter()` whose key is >= k: for every
+    /// key, and for probes between, before and after them.
     #[test]
     fn iter_from_is_the_suffix_of_iter() {
         for (file, bucket) in [

@@ -212,15 +212,15 @@ impl<'a> Entries<'a> {
                 db,
                 resident,
             } => match kept.next() {
-                Some(&(key, value)) => Some((
-                    Ok(Entry {
+                Some(&(key, value)) => {
+                    resident.reread(db, MAPPED_PER_SCATTERED_ENTRY);
+                    let e = Entry {
                         flags: 0,
                         key,
                         value,
-                    }),
-                    true,
-                ))
-                .inspect(|_| resident.reread(db, MAPPED_PER_SCATTERED_ENTRY)),
+                    };
+                    Some((Ok(e), true))
+                }
                 None => rest.as_mut()?.next().map(|e| (e, false)),
             },
         }

@@ -76,25 +76,20 @@ pub(super) struct Kinds {
 }
 
 impl Kinds {
-    /// The number of a kind (as [`Kinds::id`] gives it), adding it when new.
-    fn intern(&mut self, kind: &(Encoding, Vec<u8>, Vec<u8>)) -> u16 {
-        if self.seen.is_empty() {
-            self.seen.push((Encoding::Other, Vec::new(), Vec::new()));
-        }
-        if let Some(i) = self.seen.iter().position(|k| k == kind) {
-            return i as u16;
-        }
-        if self.seen.len() >= usize::from(u16::MAX) {
-            return 0;
-        }
-        self.seen.push(kind.clone());
-        (self.seen.len() - 1) as u16
+    /// The number of a kind another pass numbered (its parts as [`Kinds::id`] found them),
+    /// adding it when new.
+    fn intern(&mut self, (enc, api, kind): &(Encoding, Vec<u8>, Vec<u8>)) -> u16 {
+        self.find_or_add(*enc, api, kind, 0)
     }
 
     /// The kind of `value`; `hint` is the kind to try first (the key's previous put's: a
     /// key keeps its kind, and a scan of dozens of kinds per put was a tenth of `analyze`).
     fn id(&mut self, value: &[u8], hint: u16) -> u16 {
         let (enc, api, kind) = kind_parts(value);
+        self.find_or_add(enc, api, kind, hint)
+    }
+
+    fn find_or_add(&mut self, enc: Encoding, api: &[u8], kind: &[u8], hint: u16) -> u16 {
         if self.seen.is_empty() {
             self.seen.push((Encoding::Other, Vec::new(), Vec::new()));
         }
