@@ -37,6 +37,7 @@ use boltpack::reader::{PageMap, PageUse};
 use boltpack_report::dump::{DumpOptions, dump};
 use boltpack_report::info::Info;
 use boltpack_report::pages::{page_detail, page_lines, render_page_lines};
+use common::agree::{mvcc_copies_agree, split_pass_agrees};
 
 /// Sanity guard only (not a performance test): a whole fixture's matrix in a debug build.
 const FIXTURE_BOUND: Duration = Duration::from_secs(600);
@@ -1346,27 +1347,6 @@ fn fuzz_targets_on(data: &[u8]) {
     }
 }
 
-/// As the `open_walk_check` target: where both finish, analyze's `key` bucket pass in two
-/// parts on two threads reports what the one-thread pass does.
-fn split_pass_agrees(db: &Db) {
-    use boltpack::analyze::etcd::{EtcdAnalysis, EtcdOptions};
-    let report = |split_always| {
-        let opts = EtcdOptions {
-            split_always,
-            ..EtcdOptions::default()
-        };
-        EtcdAnalysis::gather(db, &opts)
-            .ok()
-            .map(|a| format!("{a:?}"))
-    };
-    if let (Some(one), Some(split)) = (report(false), report(true)) {
-        assert_eq!(
-            one, split,
-            "the split key pass differs from the one-thread pass"
-        );
-    }
-}
-
 /// The `compact` fuzz target: the writer either fails cleanly or writes a copy that our own
 /// `check` accepts and that holds exactly the source's content, in each output layout.
 fn compact_target(data: &[u8]) {
@@ -1404,36 +1384,6 @@ fn compact_target(data: &[u8]) {
             "the copy's content"
         );
         mvcc_copies_agree(&db, opts);
-    }
-}
-
-/// As the `compact` target: on an etcd file, the copy under an MVCC plan that takes the
-/// survivors up to R from the plan equals the one that walks the whole `key` bucket.
-fn mvcc_copies_agree(db: &Db, opts: &boltpack::writer::CompactOptions) {
-    use boltpack::etcd::{CompactionPlan, Revisions, Rules, TombstoneAtRev};
-    use boltpack::writer::{Transform, compact_to_vec};
-    let Ok((_, revs)) = Revisions::read(db, &Rules::default()) else {
-        return;
-    };
-    let mid = revs.compacted.max(0) / 2 + revs.current / 2;
-    for rev in [revs.current, mid] {
-        let Ok(fast) = CompactionPlan::build(db, rev, TombstoneAtRev::Keep) else {
-            continue;
-        };
-        let walked = CompactionPlan::build(db, rev, TombstoneAtRev::Keep)
-            .unwrap()
-            .without_below();
-        let copy = |p: &CompactionPlan<'_>| {
-            let t = Transform {
-                plan: Some(p),
-                ..Transform::default()
-            };
-            compact_to_vec(db, opts, &t).ok().map(|(bytes, _)| bytes)
-        };
-        assert!(
-            copy(&fast) == copy(&walked),
-            "planned and walked copy at {rev}"
-        );
     }
 }
 

@@ -9,8 +9,11 @@
 //! is the copy (or the refusal) of one that walks the whole `key` bucket.
 #![no_main]
 
+#[path = "../../tests/common/agree.rs"]
+mod agree;
+
+use agree::mvcc_copies_agree;
 use boltpack::Db;
-use boltpack::etcd::{CompactionPlan, Revisions, Rules, TombstoneAtRev};
 use boltpack::writer::{
     CompactOptions, Copying, FreelistMode, Transform, compact_to_vec, content_digest, copy_through,
     expected_digest, plan_copy, verify,
@@ -60,29 +63,3 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(plan.dst_size, summary.dst_size, "plan-only size");
     mvcc_copies_agree(&db, &opts);
 });
-
-fn mvcc_copies_agree(db: &Db, opts: &CompactOptions) {
-    let Ok((_, revs)) = Revisions::read(db, &Rules::default()) else {
-        return;
-    };
-    let mid = revs.compacted.max(0) / 2 + revs.current / 2;
-    for rev in [revs.current, mid] {
-        let Ok(fast) = CompactionPlan::build(db, rev, TombstoneAtRev::Keep) else {
-            continue;
-        };
-        let walked = CompactionPlan::build(db, rev, TombstoneAtRev::Keep)
-            .expect("built once")
-            .without_below();
-        let copy = |p: &CompactionPlan<'_>| {
-            let t = Transform {
-                plan: Some(p),
-                ..Transform::default()
-            };
-            compact_to_vec(db, opts, &t).ok().map(|(bytes, _)| bytes)
-        };
-        assert!(
-            copy(&fast) == copy(&walked),
-            "the planned and the walked copy at {rev}"
-        );
-    }
-}

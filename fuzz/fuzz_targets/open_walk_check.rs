@@ -3,6 +3,10 @@
 //! its `key` bucket pass in two parts on two threads gives the one-thread pass's report).
 #![no_main]
 
+#[path = "../../tests/common/agree.rs"]
+mod agree;
+
+use agree::split_pass_agrees;
 use boltpack::Db;
 use boltpack::reader::PageMap;
 use boltpack::reader::{Bucket, visit_all};
@@ -47,19 +51,3 @@ fuzz_target!(|data: &[u8]| {
     let _ = boltpack::analyze::Analysis::gather_with(&db, &Default::default());
     split_pass_agrees(&db);
 });
-
-/// Where both passes finish (each part's cursor has a work budget of its own, so a hostile
-/// shape may stop the one-thread pass and not the parts), they report the same.
-fn split_pass_agrees(db: &Db) {
-    use boltpack::analyze::etcd::{EtcdAnalysis, EtcdOptions};
-    let report = |split_always| {
-        let opts = EtcdOptions {
-            split_always,
-            ..EtcdOptions::default()
-        };
-        EtcdAnalysis::gather(db, &opts).ok().map(|a| format!("{a:?}"))
-    };
-    if let (Some(one), Some(split)) = (report(false), report(true)) {
-        assert_eq!(one, split, "the split key pass differs from the one-thread pass");
-    }
-}

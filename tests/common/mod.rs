@@ -2,6 +2,8 @@
 //! logical dump in the peer's format.
 #![allow(dead_code)]
 
+pub mod agree;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
