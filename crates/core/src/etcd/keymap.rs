@@ -116,51 +116,50 @@ impl<T> Chunked<T> {
     }
 }
 
-/// A [`KeyIds`] id: a key's 128-bit XXH3, as two words (8-byte aligned, so a table slot
-/// with its index is 24 bytes, not 32).
+/// A [`KeyIds`] id: 96 bits of a key's 128-bit XXH3, as a word and a half (so a table
+/// slot with its index is 16 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyId(u64, u64);
+pub struct KeyId(u64, u32);
 
 impl KeyId {
     /// `==` in two compares: a derived `==` may become a call into `memcmp` (LLVM merges
     /// adjacent compares), which was a fifth of `analyze` on a large file.
     #[inline]
     fn is(self, other: KeyId) -> bool {
-        ((self.0 ^ other.0) | (self.1 ^ other.1)) == 0
+        ((self.0 ^ other.0) | u64::from(self.1 ^ other.1)) == 0
     }
 }
 
 /// A map for figures only (`analyze`, `snapshot status`): user keys identified by their
-/// 128-bit XXH3 (seeded per process, [`table_seed`]), each key's bytes kept once in an
-/// arena for the reports. A probe hashes the key once and compares 16 bytes in the table's
-/// slot, never the stored key (which sits in another cache line, as [`KeyMap`]'s do: that
-/// miss was most of a pass). Two distinct keys share an id with a probability of about
-/// n^2 / 2^129 (1e-25 for ten million keys), and a file cannot be crafted to make them:
-/// it cannot know the seed. Whatever decides what a copy or a hash holds (`compact`,
-/// `hashkv`, `get`) compares the keys themselves (`KeyTable`, [`KeyMap`]).
+/// XXH3 (96 of its 128 bits, seeded per process: [`table_seed`]), without their bytes. A probe hashes
+/// the key once and compares 16 bytes in the table's slot, never the stored key (which
+/// sits in another cache line, as [`KeyMap`]'s do: that miss was most of a pass). Two
+/// distinct keys share an id with a probability of about n^2 / 2^97 (1e-15 for ten
+/// million keys), and a file cannot be crafted to make them: it cannot know the seed.
+/// Whatever decides what a copy or a hash holds (`compact`, `hashkv`, `get`) compares the
+/// keys themselves (`KeyTable`, [`KeyMap`]).
 ///
-/// The table holds only the id and an index into `slots` (24 bytes a key): it is what
+/// The keys' bytes are not kept: a report that names keys keeps where they are in the
+/// file in its values (`analyze`'s top keys), so the table is the ids and the values only
+/// (a copy of every key was a third of `analyze`'s heap).
+///
+/// The table holds only the id and an index into `values` (16 bytes a key): it is what
 /// doubles, and at its resize both sizes are live.
 pub struct KeyIds<V> {
     map: Probing<IdSlot>,
-    /// Per key in insertion order: where its bytes are ([`ARENA_CHUNK_BITS`] of offset
-    /// under the arena chunk's number), its length, its value.
-    slots: Chunked<(u32, u32, V)>,
-    /// The keys' bytes in chunks of 1 << [`ARENA_CHUNK_BITS`] (a key never straddles two).
-    arena: Vec<Vec<u8>>,
+    /// Per key in insertion order, its value.
+    values: Chunked<V>,
+    /// The value of every key past the [`IdSlot::EMPTY`]th (a file of billions of keys):
+    /// their figures are lumped together rather than lost.
+    overflow: V,
 }
 
-/// A [`KeyIds`] arena chunk is 1 MiB (a bbolt key is at most 32 KiB); 4095 of them (4 GiB
-/// of distinct keys, some 70 million) can be numbered. Past that a key's bytes are not
-/// kept (it is reported as empty); its figures still count.
-const ARENA_CHUNK_BITS: u32 = 20;
-
-impl<V> Default for KeyIds<V> {
+impl<V: Default> Default for KeyIds<V> {
     fn default() -> Self {
         KeyIds {
             map: Probing::default(),
-            slots: Chunked::default(),
-            arena: Vec::new(),
+            values: Chunked::default(),
+            overflow: V::default(),
         }
     }
 }
@@ -168,7 +167,7 @@ impl<V> Default for KeyIds<V> {
 /// The id of a user key in a [`KeyIds`].
 pub fn key_id(key: &[u8]) -> KeyId {
     let h = xxhash_rust::xxh3::xxh3_128_with_seed(key, table_seed());
-    KeyId(h as u64, (h >> 64) as u64)
+    KeyId(h as u64, (h >> 64) as u32)
 }
 
 /// The seed of the per-key tables' hashes ([`key_id`], `keytable::key_hash`, [`KeyHash`]),
@@ -185,29 +184,33 @@ pub fn table_seed() -> u64 {
 }
 
 impl<V> KeyIds<V> {
-    /// The entry for `key`, its bytes kept when it is new.
+    /// The entry for `key`.
     #[cfg(test)]
     pub fn entry(&mut self, key: &[u8]) -> &mut V
     where
         V: Default,
     {
-        self.entry_with_id(key_id(key), key)
+        self.entry_with_id(key_id(key))
     }
 
-    /// [`entry`](Self::entry) for a key whose id is known (`id == key_id(key)`).
-    pub fn entry_with_id(&mut self, id: KeyId, key: &[u8]) -> &mut V
+    /// The entry of the key whose id is `id` ([`key_id`]), `V::default()` when new.
+    pub fn entry_with_id(&mut self, id: KeyId) -> &mut V
     where
         V: Default,
     {
-        let at = self.map.place(id.0, |s| s.id.is(id));
+        let at = self.map.place(id.0, |s| s.id().is(id));
         if self.map.at(at).is_free() {
-            let place = keep_bytes(&mut self.arena, key);
-            self.slots.push((place, key.len() as u32, V::default()));
-            let index = self.slots.len() - 1;
-            self.map.fill(at, IdSlot { id, index });
+            let Ok(index) = u32::try_from(self.values.len()) else {
+                return &mut self.overflow;
+            };
+            if index == IdSlot::EMPTY {
+                return &mut self.overflow;
+            }
+            self.values.push(V::default());
+            self.map.fill(at, IdSlot::new(id, index));
         }
-        let i = self.map.at(at).index;
-        &mut self.slots.get_mut(i).expect("an index the map gave").2
+        let i = self.map.at(at).index as usize;
+        self.values.get_mut(i).expect("an index the map gave")
     }
 
     /// Start loading the table slot where `id`'s search begins: a pass that asks for a
@@ -218,15 +221,17 @@ impl<V> KeyIds<V> {
         self.map.prefetch(id.0);
     }
 
-    /// `id`'s index in `slots`, when the key is known.
+    /// `id`'s index in `values`, when the key is known.
     fn index(&self, id: KeyId) -> Option<usize> {
-        self.map.get(id.0, |s| s.id.is(id)).map(|s| s.index)
+        self.map
+            .get(id.0, |s| s.id().is(id))
+            .map(|s| s.index as usize)
     }
 
     /// The value of `id`, when the key is known.
     #[inline]
     pub fn get_by_id(&self, id: KeyId) -> Option<&V> {
-        self.index(id).and_then(|i| self.slots.get(i)).map(|s| &s.2)
+        self.index(id).and_then(|i| self.values.get(i))
     }
 
     /// Start loading the value of `id`, when the key is known (its slot should have been
@@ -246,47 +251,56 @@ impl<V> KeyIds<V> {
         self.index(id).is_some()
     }
 
+    /// The values, in the order their keys came.
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.slots.iter().map(|(_, _, v)| v)
+        self.values.iter()
+    }
+
+    /// The values in the order their keys came, each chunk let go once used (a merge of
+    /// two tables then never holds both whole).
+    pub fn into_values(self) -> impl Iterator<Item = V> {
+        self.values.into_chunks().flatten()
     }
 
     /// Each key's id and value.
     pub fn ids(&self) -> impl Iterator<Item = (KeyId, &V)> {
         self.map
             .iter()
-            .filter_map(|s| Some((s.id, &self.slots.get(s.index)?.2)))
-    }
-
-    /// Each key's bytes and value.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.slots.iter().map(|(place, len, v)| {
-            let (chunk, at) = (
-                (*place >> ARENA_CHUNK_BITS) as usize,
-                (*place & ((1 << ARENA_CHUNK_BITS) - 1)) as usize,
-            );
-            let key = (*place != u32::MAX)
-                .then(|| self.arena.get(chunk)?.get(at..at + *len as usize))
-                .flatten();
-            (key.unwrap_or_default(), v)
-        })
+            .filter_map(|s| Some((s.id(), self.values.get(s.index as usize)?)))
     }
 }
 
-/// A slot of a [`KeyIds`]' table: the id, and its index in `slots` (24 bytes).
+/// A slot of a [`KeyIds`]' table: the id, and its index in `values` (16 bytes).
 #[derive(Clone, Copy)]
 struct IdSlot {
-    id: KeyId,
+    lo: u64,
+    hi: u32,
     /// [`IdSlot::EMPTY`] for a free slot.
-    index: usize,
+    index: u32,
 }
 
+const _: () = assert!(std::mem::size_of::<IdSlot>() == 16);
+
 impl IdSlot {
-    const EMPTY: usize = usize::MAX;
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(id: KeyId, index: u32) -> IdSlot {
+        IdSlot {
+            lo: id.0,
+            hi: id.1,
+            index,
+        }
+    }
+
+    fn id(&self) -> KeyId {
+        KeyId(self.lo, self.hi)
+    }
 }
 
 impl ProbeSlot for IdSlot {
     const FREE: IdSlot = IdSlot {
-        id: KeyId(0, 0),
+        lo: 0,
+        hi: 0,
         index: IdSlot::EMPTY,
     };
 
@@ -296,7 +310,7 @@ impl ProbeSlot for IdSlot {
 
     /// The id is a hash already: its first word places the slot.
     fn hash(&self) -> u64 {
-        self.id.0
+        self.lo
     }
 }
 
@@ -378,24 +392,6 @@ impl<T> Pipeline<T> {
     }
 }
 
-/// Copy `key` into the arena: its place, or `u32::MAX` when it cannot be numbered.
-fn keep_bytes(arena: &mut Vec<Vec<u8>>, key: &[u8]) -> u32 {
-    let chunk = 1usize << ARENA_CHUNK_BITS;
-    let fits = arena.last().is_some_and(|c| c.len() + key.len() <= chunk);
-    if !fits && key.len() <= chunk {
-        arena.push(Vec::with_capacity(chunk));
-    }
-    let n = arena.len().saturating_sub(1);
-    match arena.last_mut() {
-        Some(c) if n < (1 << (32 - ARENA_CHUNK_BITS)) - 1 && c.len() + key.len() <= chunk => {
-            let at = c.len();
-            c.extend_from_slice(key);
-            ((n << ARENA_CHUNK_BITS) | at) as u32
-        }
-        _ => u32::MAX,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,41 +418,17 @@ mod tests {
     }
 
     #[test]
-    fn key_ids_keep_bytes_across_arena_chunks() {
-        // 3 MiB of 1000-byte keys: the arena rolls over to new chunks, no key straddles.
-        let mut m: KeyIds<u32> = KeyIds::default();
-        let key = |i: u32| {
-            let mut k = vec![b'k'; 1000];
-            k[..4].copy_from_slice(&i.to_be_bytes());
-            k
-        };
-        for i in 0..3000 {
-            *m.entry(&key(i)) = i;
-        }
-        assert!(m.arena.len() >= 3);
-        for (k, &v) in m.iter() {
-            assert_eq!(k, &key(v)[..]);
-        }
-        assert_eq!(m.len(), 3000);
-    }
-
-    #[test]
-    fn key_ids_count_keys_and_keep_their_bytes() {
+    fn key_ids_count_keys() {
         let mut m: KeyIds<u32> = KeyIds::default();
         *m.entry(b"/registry/pods/a") += 1;
         *m.entry(b"/registry/pods/a") += 1;
         *m.entry(b"/registry/pods/b") += 1;
         assert_eq!(m.len(), 2);
-        let mut all: Vec<(Vec<u8>, u32)> = m.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
-        all.sort();
-        assert_eq!(
-            all,
-            vec![
-                (b"/registry/pods/a".to_vec(), 2),
-                (b"/registry/pods/b".to_vec(), 1)
-            ]
-        );
+        assert_eq!(m.values().copied().collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(m.get_by_id(key_id(b"/registry/pods/a")), Some(&2));
         assert!(m.contains_id(key_id(b"/registry/pods/b")));
+        assert!(!m.contains_id(key_id(b"/registry/pods/c")));
+        assert_eq!(m.into_values().collect::<Vec<_>>(), vec![2, 1]);
     }
 
     #[test]

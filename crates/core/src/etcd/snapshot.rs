@@ -273,9 +273,9 @@ fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<
         .map(|e| {
             let e = e?;
             let (rev, kv) = decode_entry_key_only(db, e.key, e.value, e.is_bucket())?;
-            Ok((e, rev, key_id(kv.key), kv.key))
+            Ok((e, rev, key_id(kv.key)))
         });
-    type Step<'s> = (Entry<'s>, RevisionKey, KeyId, &'s [u8]);
+    type Step<'s> = (Entry<'s>, RevisionKey, KeyId);
     let ahead_slot = |h: &KeyHalf, s: &Step<'a>| h.newest_is_put.prefetch_slot(s.2);
     let ahead_value = |h: &KeyHalf, s: &Step<'a>| h.newest_is_put.prefetch_value(s.2);
     pipelined(
@@ -284,14 +284,14 @@ fn key_half<'a>(db: &'a Db, cursor: Cursor<'a>, until: Option<&[u8]>) -> Result<
         ahead_slot,
         ahead_value,
         |_, _| {},
-        |half, (e, rev, id, key)| {
+        |half, (e, rev, id)| {
             crc.append(e.key);
             if !e.is_bucket() {
                 crc.append(e.value);
             }
             half.entries += 1;
             half.last_main = Some(rev.main);
-            *half.newest_is_put.entry_with_id(id, key) = !rev.tombstone;
+            *half.newest_is_put.entry_with_id(id) = !rev.tombstone;
             Ok(())
         },
     )?;

@@ -55,8 +55,8 @@ fn combine(db: &Db, main: Watch<'_>, helper: Watch<'_>) -> SnapshotStatus {
     SnapshotStatus::assemble(db, h, revision, total_key, live)
 }
 
-/// A `key` entry on its way to the table: the key's id, the key, whether it is a put.
-type Step<'a> = (KeyId, &'a [u8], bool);
+/// A `key` entry on its way to the table: the key's id, whether it is a put.
+type Step = (KeyId, bool);
 
 /// Watches one thread's part of the walk.
 struct Watch<'a> {
@@ -75,7 +75,7 @@ struct Watch<'a> {
     last_main: Option<i64>,
     /// Per user key: whether its newest entry is a put.
     newest_is_put: KeyIds<bool>,
-    ring: Pipeline<Step<'a>>,
+    ring: Pipeline<Step>,
     failed: bool,
 }
 
@@ -119,7 +119,7 @@ impl<'a> Watch<'a> {
             return;
         };
         self.last_main = Some(rev.main);
-        let step = (key_id(kv.key), kv.key, !rev.tombstone);
+        let step = (key_id(kv.key), !rev.tombstone);
         let due = self.ring.push(
             &self.newest_is_put,
             step,
@@ -132,8 +132,8 @@ impl<'a> Watch<'a> {
         }
     }
 
-    fn apply(&mut self, (id, key, put): Step<'a>) {
-        *self.newest_is_put.entry_with_id(id, key) = put;
+    fn apply(&mut self, (id, put): Step) {
+        *self.newest_is_put.entry_with_id(id) = put;
     }
 
     fn finish(mut self) -> Watched {

@@ -26,8 +26,14 @@ pub(super) struct Candidates {
     pub(super) first_compacting: usize,
 }
 
+/// At most this many candidates: an entry's [`gone_at`](Candidates::gone_at) is kept in
+/// 16 bits (the pass keeps one per entry of the `key` bucket).
+pub(super) const MAX_CANDIDATES: usize = 4096;
+
 impl Candidates {
-    pub(super) fn new(revisions: Vec<i64>, compacted: i64) -> Candidates {
+    /// The candidates `revisions` (at most [`MAX_CANDIDATES`] are kept).
+    pub(super) fn new(mut revisions: Vec<i64>, compacted: i64) -> Candidates {
+        revisions.truncate(MAX_CANDIDATES);
         let first_compacting = revisions.partition_point(|&r| !compacts(r, compacted));
         Candidates {
             revisions,
@@ -36,13 +42,13 @@ impl Candidates {
     }
 
     /// The first candidate that removes an entry of threshold `d` (`R >= d` and compacting).
-    pub(super) fn gone_at(&self, d: Option<i64>) -> u32 {
+    pub(super) fn gone_at(&self, d: Option<i64>) -> u16 {
         let n = self.revisions.len();
         let i = match d {
             None => n,
             Some(d) => self.revisions.partition_point(|&r| r < d),
         };
-        i.max(self.first_compacting).min(n) as u32
+        i.max(self.first_compacting).min(n) as u16
     }
 }
 
@@ -174,7 +180,7 @@ pub(super) fn layout_plan(
         .layout
         .iter()
         .filter(|e| c.is_none_or(|c| e.gone_at as usize > c))
-        .map(|e| e.len)
+        .map(|e| e.len())
         .inspect(|l| {
             keys += 1;
             image += LEAF_ELEMENT_SIZE + l.key as usize + l.value as usize;

@@ -158,7 +158,10 @@ impl EtcdAnalysis {
         } else {
             (first - 1).clamp(0, current)
         };
-        let candidates = Candidates::new(spread(lo, current, opts.candidates.max(1)), compacted);
+        let candidates = Candidates::new(
+            spread(lo, current, opts.candidates.clamp(1, MAX_CANDIDATES)),
+            compacted,
+        );
         let mut edges = spread(lo, current, opts.curve_points.max(2));
         edges.extend(&candidates.revisions);
         edges.sort_unstable();
@@ -195,7 +198,7 @@ impl EtcdAnalysis {
         };
         std::thread::scope(|s| {
             let theirs = s.spawn(size_jobs);
-            let tables = Self::tables(&pass, opts);
+            let tables = Self::tables(db, &pass, opts);
             let mine = size_jobs();
             let theirs = theirs
                 .join()

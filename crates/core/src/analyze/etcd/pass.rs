@@ -12,7 +12,9 @@ use crate::reader::{Cursor, Db, key_cmp};
 use crate::writer::ElementLen;
 
 use super::kinds::{Encoding, kind_parts};
+use super::tables::group_of;
 use super::*;
+use std::collections::HashMap;
 
 /// A `key` bucket entry between the cursor and the pass ([`pipelined`]).
 struct Step<'a> {
@@ -24,10 +26,16 @@ struct Step<'a> {
 
 /// What the pass keeps per distinct user key.
 #[derive(Debug, Clone, Copy, Default)]
-/// 32 bytes, one per key: an entry's size fits 32 bits (a bbolt key is at most
+/// 48 bytes, one per key: an entry's size fits 32 bits (a bbolt key is at most
 /// 32 KiB and a value under 2 GiB), and so does a key's count of revisions in practice
-/// (it saturates).
+/// (it saturates). The key's bytes stay in the file ([`KeyAcc::key_at`]): only the top
+/// keys' are read again, for the report.
 pub(super) struct KeyAcc {
+    /// Where the key's bytes are in the file (in its first entry's value), and how many.
+    pub(super) key_at: u64,
+    pub(super) key_len: u32,
+    /// The key's group ([`Groups`]).
+    pub(super) group: u32,
     pub(super) revisions: u32,
     pub(super) bytes: u64,
     /// The newest entry so far.
@@ -44,11 +52,35 @@ pub(super) struct KeyAcc {
 
 /// A `key` bucket entry as the candidates' layout needs it.
 #[derive(Debug, Clone, Copy)]
+/// 8 bytes: a `key` bucket key is a revision (17 or 18 bytes, the decoder refuses any
+/// other), and there are at most [`MAX_CANDIDATES`](super::capacity::MAX_CANDIDATES).
 pub(super) struct EntryLayout {
-    pub(super) len: ElementLen,
+    value: u32,
+    key: u16,
     /// The first candidate (index) whose compaction removes the entry; the number of
     /// candidates when none does.
-    pub(super) gone_at: u32,
+    pub(super) gone_at: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<EntryLayout>() == 8);
+const _: () = assert!(std::mem::size_of::<KeyAcc>() == 48);
+
+impl EntryLayout {
+    fn new(len: ElementLen, gone_at: u16) -> EntryLayout {
+        EntryLayout {
+            value: len.value,
+            key: u16::try_from(len.key).unwrap_or(u16::MAX),
+            gone_at,
+        }
+    }
+
+    /// The entry's key and value lengths.
+    pub(super) fn len(&self) -> ElementLen {
+        ElementLen {
+            key: u32::from(self.key),
+            value: self.value,
+        }
+    }
 }
 
 /// The result of the one pass, before capacity planning.
@@ -66,6 +98,46 @@ pub(super) struct Pass {
     pub(super) recent_bytes: u64,
     /// The object kinds the puts hold.
     pub(super) kinds: Kinds,
+    /// The keys' groups.
+    pub(super) groups: Groups,
+}
+
+/// The keys' groups ([`group_of`]), numbered in the order they came: a key's group is
+/// found once, when the pass meets the key (its bytes are at hand then, not later).
+#[derive(Default)]
+pub(super) struct Groups {
+    ids: HashMap<String, u32>,
+}
+
+impl Groups {
+    /// The number of group `name`, adding it when new.
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.ids.len() as u32;
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    /// The number of `key`'s group.
+    fn id(&mut self, key: &[u8], opts: &EtcdOptions) -> u32 {
+        self.intern(&group_of(
+            key,
+            opts.prefix_depth,
+            opts.by_namespace,
+            &opts.k8s_prefixes,
+        ))
+    }
+
+    /// The names, by number.
+    pub(super) fn names(&self) -> Vec<&str> {
+        let mut names = vec![""; self.ids.len()];
+        for (name, &id) in &self.ids {
+            names[id as usize] = name;
+        }
+        names
+    }
 }
 
 /// The object kinds seen, numbered in the order they came (0: not an object). Few: a
@@ -178,11 +250,11 @@ pub(super) fn key_pass(
         .map(|r| r.count())
         .filter(|&n| n >= 2 && (opts.split_always || db.file_size() >= SPLIT_MIN_BYTES));
     let mut p = match split {
-        None => part_pass(db, key.iter(), &ctx)?.pass,
+        None => part_pass(db, key.iter(), &ctx, false)?.pass,
         Some(n) => {
             let (earlier, later) = std::thread::scope(|s| {
-                let later = s.spawn(|| part_pass(db, key.iter_root_part(n / 2, n), &ctx));
-                let earlier = part_pass(db, key.iter_root_part(0, n / 2), &ctx);
+                let later = s.spawn(|| part_pass(db, key.iter_root_part(n / 2, n), &ctx, true));
+                let earlier = part_pass(db, key.iter_root_part(0, n / 2), &ctx, false);
                 (
                     earlier,
                     later
@@ -215,16 +287,21 @@ pub(super) fn key_pass(
 /// One part's pass, and the first and last keys it met (for the order across parts).
 struct Part<'a> {
     pass: Pass,
-    /// Per key (in the order of `pass.keys`), the main revision of its first entry in the
-    /// part: where a later part takes over the key's history ([`merged`]). Beside the
-    /// table, not in [`KeyAcc`]: only the merge reads it.
-    first_mains: Vec<i64>,
+    /// Per key (in the order of `pass.keys`), its id and the main revision of its first
+    /// entry in the part: where a later part takes over the key's history ([`merged`]).
+    /// Beside the table, not in [`KeyAcc`]: only the merge reads it (kept when asked).
+    firsts: Chunked<(KeyId, i64)>,
     first_key: Option<&'a [u8]>,
     last_key: Option<&'a [u8]>,
 }
 
 /// The pass over the entries `entries` yields (the whole bucket, or a part of it).
-fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<Part<'a>> {
+fn part_pass<'a>(
+    db: &'a Db,
+    entries: Cursor<'a>,
+    ctx: &PassCtx<'_>,
+    keep_firsts: bool,
+) -> Result<Part<'a>> {
     let (first, width, candidates, opts) = (ctx.first, ctx.width, ctx.candidates, ctx.opts);
     let mut p = Pass {
         keys: KeyIds::default(),
@@ -235,9 +312,10 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
         thresholds: ThresholdHistogram::new(ctx.edges.clone()),
         recent_bytes: 0,
         kinds: Kinds::default(),
+        groups: Groups::default(),
     };
     let (mut first_key, mut prev_key): (Option<&[u8]>, Option<&[u8]>) = (None, None);
-    let mut first_mains = Vec::new();
+    let mut firsts = Chunked::default();
     // Revisions this part covered, as last added to `ctx.covered`.
     let (mut start, mut reported) = (None::<i64>, 0u64);
     let steps = entries.map(|e| {
@@ -291,9 +369,14 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
                 band.bytes += bytes;
                 band.tombstones += u64::from(rev.tombstone);
             }
-            let acc = p.keys.entry_with_id(id, kv.key);
+            let acc = p.keys.entry_with_id(id);
             if acc.revisions == 0 {
-                first_mains.push(rev.main);
+                if keep_firsts {
+                    firsts.push((id, rev.main));
+                }
+                acc.key_at = db.offset_of(kv.key);
+                acc.key_len = kv.key.len() as u32;
+                acc.group = p.groups.id(kv.key, opts);
             } else if !acc.last_tombstone {
                 // The previous put of this key goes once this revision is <= R.
                 p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
@@ -306,14 +389,14 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
                 p.thresholds.add(d, bytes);
             }
             acc.last_index = p.layout.len();
-            p.layout.push(EntryLayout {
-                len: ElementLen {
+            p.layout.push(EntryLayout::new(
+                ElementLen {
                     key: e.key.len() as u32,
                     value: e.value.len() as u32,
                 },
                 // A put's threshold is its key's next revision: set when that comes.
-                gone_at: candidates.gone_at(d),
-            });
+                candidates.gone_at(d),
+            ));
             acc.revisions = acc.revisions.saturating_add(1);
             acc.bytes += bytes;
             acc.last_bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
@@ -338,7 +421,7 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
     )?;
     Ok(Part {
         pass: p,
-        first_mains,
+        firsts,
         first_key,
         last_key: prev_key,
     })
@@ -346,7 +429,9 @@ fn part_pass<'a>(db: &'a Db, entries: Cursor<'a>, ctx: &PassCtx<'_>) -> Result<P
 
 /// The pass of two parts side by side, as one pass over both would have made it: the
 /// later part's keys continue the earlier part's (a key's put in the earlier part goes at
-/// its first revision in the later one), its layout follows, its kinds are renumbered.
+/// its first revision in the later one), its layout follows, its kinds and groups are
+/// renumbered. The later part's tables are let go chunk by chunk as they are merged in:
+/// the two are never whole at once.
 fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
     let mut p = earlier.pass;
     let Pass {
@@ -358,6 +443,7 @@ fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
         thresholds: q_thresholds,
         recent_bytes: q_recent_bytes,
         kinds: q_kinds,
+        groups: q_groups,
     } = later.pass;
     p.ordered &= q_ordered
         && earlier
@@ -365,17 +451,22 @@ fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
             .zip(later.first_key)
             .is_none_or(|(l, f)| key_cmp(f, l).is_gt());
     let kinds: Vec<u16> = q_kinds.seen.iter().map(|k| p.kinds.intern(k)).collect();
+    let groups: Vec<u32> = q_groups
+        .names()
+        .into_iter()
+        .map(|g| p.groups.intern(g))
+        .collect();
     let offset = p.layout.len();
     // A wait for memory per key three times over (its slot, its figures, its last layout
     // entry): prefetched some keys ahead, as the pass does.
     let keys = q_keys
-        .iter()
-        .zip(&later.first_mains)
-        .map(|((key, b), &first_main)| Ok::<_, ()>((key_id(key), key, b, first_main)));
-    type Merge<'k> = (KeyId, &'k [u8], &'k KeyAcc, i64);
-    let ahead_slot = |p: &Pass, m: &Merge<'_>| p.keys.prefetch_slot(m.0);
-    let ahead_value = |p: &Pass, m: &Merge<'_>| p.keys.prefetch_value(m.0);
-    let ahead_layout = |p: &Pass, m: &Merge<'_>| {
+        .into_values()
+        .zip(later.firsts.into_chunks().flatten())
+        .map(|(b, (id, first_main))| Ok::<_, ()>((id, b, first_main)));
+    type Merge = (KeyId, KeyAcc, i64);
+    let ahead_slot = |p: &Pass, m: &Merge| p.keys.prefetch_slot(m.0);
+    let ahead_value = |p: &Pass, m: &Merge| p.keys.prefetch_value(m.0);
+    let ahead_layout = |p: &Pass, m: &Merge| {
         if let Some(l) = p
             .keys
             .get_by_id(m.0)
@@ -390,9 +481,13 @@ fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
         ahead_slot,
         ahead_value,
         ahead_layout,
-        |p, (id, key, b, first_main)| {
-            let a = p.keys.entry_with_id(id, key);
-            if a.revisions > 0 && !a.last_tombstone {
+        |p, (id, b, first_main)| {
+            let a = p.keys.entry_with_id(id);
+            if a.revisions == 0 {
+                a.key_at = b.key_at;
+                a.key_len = b.key_len;
+                a.group = groups.get(b.group as usize).copied().unwrap_or(0);
+            } else if !a.last_tombstone {
                 p.thresholds.add(Some(first_main), u64::from(a.last_bytes));
                 if let Some(l) = p.layout.get_mut(a.last_index) {
                     l.gone_at = candidates.gone_at(Some(first_main));
@@ -411,7 +506,6 @@ fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
             Ok(())
         },
     );
-    drop(q_keys);
     // Chunk by chunk, each let go once copied: the two layouts are never whole twice.
     for chunk in q_layout.into_chunks() {
         chunk.into_iter().for_each(|l| p.layout.push(l));

@@ -135,8 +135,118 @@ pub(super) struct Tables {
     pub(super) kinds: Vec<KindRow>,
 }
 
+/// The bytes of `a`'s key, read from the file again (a report names only a few keys).
+fn key_bytes<'d>(db: &'d Db, a: &KeyAcc) -> &'d [u8] {
+    usize::try_from(a.key_at)
+        .ok()
+        .and_then(|at| db.bytes().get(at..)?.get(..a.key_len as usize))
+        .unwrap_or_default()
+}
+
+/// The `n` keys with the largest `by`, ties in key order: as a sort of every key by
+/// (`by` descending, key) would give, but reading only the tied keys' bytes from the file
+/// (in file order), not every key's.
+fn top_keys<'d, 'p>(
+    db: &'d Db,
+    pass: &'p Pass,
+    n: usize,
+    by: &dyn Fn(&KeyAcc) -> u64,
+) -> Vec<(&'d [u8], &'p KeyAcc)> {
+    let accs: Vec<&KeyAcc> = pass.keys.values().collect();
+    top_n(accs, n, |a| by(a), |a| a.key_at, |a| key_bytes(db, a))
+}
+
+/// The `n` items largest by `by` then smallest by `bytes`, sorted so, each with its
+/// bytes. `bytes` is called only for the items above the `n`th's figure and those that
+/// tie with it, in the order of `at` (where the bytes are: the file is read in order).
+fn top_n<'d, T: Copy>(
+    mut v: Vec<T>,
+    n: usize,
+    by: impl Fn(&T) -> u64,
+    at: impl Fn(&T) -> u64,
+    bytes: impl Fn(&T) -> &'d [u8],
+) -> Vec<(&'d [u8], T)> {
+    if n == 0 || v.is_empty() {
+        return Vec::new();
+    }
+    let mut top: Vec<(&[u8], T)> = if n < v.len() {
+        // The n-th largest figure: items above it are in, items at it compete by bytes.
+        v.select_nth_unstable_by(n - 1, |a, b| by(b).cmp(&by(a)));
+        let t = by(&v[n - 1]);
+        let mut top: Vec<(&[u8], T)> = v
+            .iter()
+            .filter(|a| by(a) > t)
+            .map(|a| (bytes(a), *a))
+            .collect();
+        let mut tied: Vec<T> = v.iter().filter(|a| by(a) == t).copied().collect();
+        drop(v);
+        tied.sort_unstable_by_key(&at);
+        let room = n - top.len();
+        // The `room` smallest tied ones: a max-heap of the best so far.
+        let mut best: std::collections::BinaryHeap<(&[u8], usize)> =
+            std::collections::BinaryHeap::with_capacity(room + 1);
+        for (i, a) in tied.iter().enumerate() {
+            best.push((bytes(a), i));
+            if best.len() > room {
+                best.pop();
+            }
+        }
+        top.extend(best.into_iter().map(|(k, i)| (k, tied[i])));
+        top
+    } else {
+        v.iter().map(|a| (bytes(a), *a)).collect()
+    };
+    top.sort_unstable_by(|a, b| by(&b.1).cmp(&by(&a.1)).then(a.0.cmp(b.0)));
+    top
+}
+
+/// Keys by their group, largest first.
+fn prefixes(pass: &Pass, opts: &EtcdOptions) -> Prefixes {
+    let names = pass.groups.names();
+    let mut rows = vec![PrefixRow::default(); names.len()];
+    for a in pass.keys.values() {
+        let Some(row) = rows.get_mut(a.group as usize) else {
+            continue;
+        };
+        row.keys += 1;
+        row.live_keys += u64::from(!a.last_tombstone);
+        row.revisions += u64::from(a.revisions);
+        row.latest_bytes += u64::from(a.last_bytes);
+        row.history_bytes += a.bytes - u64::from(a.last_bytes);
+    }
+    let mut groups: Vec<PrefixRow> = rows
+        .into_iter()
+        .zip(names)
+        .filter(|(r, _)| r.keys > 0)
+        .map(|(r, name)| PrefixRow {
+            prefix: name.to_string(),
+            ..r
+        })
+        .collect();
+    groups.sort_unstable_by(|a, b| {
+        (b.latest_bytes + b.history_bytes)
+            .cmp(&(a.latest_bytes + a.history_bytes))
+            .then_with(|| a.prefix.cmp(&b.prefix))
+    });
+    Prefixes {
+        grouping: format!(
+            "Kubernetes objects ({}) by resource{}; other keys by their first {} path \
+             segment{}",
+            opts.k8s_prefixes.join(", "),
+            if opts.by_namespace {
+                " and namespace"
+            } else {
+                ""
+            },
+            opts.prefix_depth.max(1),
+            if opts.prefix_depth > 1 { "s" } else { "" }
+        ),
+        groups,
+    }
+}
+
 impl EtcdAnalysis {
-    pub(super) fn tables(pass: &Pass, opts: &EtcdOptions) -> Tables {
+    pub(super) fn tables(db: &Db, pass: &Pass, opts: &EtcdOptions) -> Tables {
         let mut counts: Vec<u64> = pass.keys.values().map(|a| u64::from(a.revisions)).collect();
         counts.sort_unstable();
         let n = counts.len();
@@ -151,20 +261,10 @@ impl EtcdAnalysis {
                 pass.figures.entries as f64 / n as f64
             },
         };
+        drop(counts);
         let top = |by: &dyn Fn(&KeyAcc) -> u64| -> Vec<TopKey> {
-            let mut v: Vec<(&[u8], &KeyAcc)> = pass.keys.iter().collect();
-            let order = |a: &(&[u8], &KeyAcc), b: &(&[u8], &KeyAcc)| {
-                by(b.1).cmp(&by(a.1)).then(a.0.cmp(b.0))
-            };
-            // Only the first `top` are shown: select them, then sort those few (a full sort
-            // of every key compared keys byte by byte on each tie).
-            if opts.top < v.len() {
-                v.select_nth_unstable_by(opts.top, order);
-                v.truncate(opts.top);
-            }
-            v.sort_unstable_by(order);
-            v.into_iter()
-                .take(opts.top)
+            top_keys(db, pass, opts.top, by)
+                .into_iter()
                 .map(|(k, a)| TopKey {
                     key: text_or_hex(k),
                     revisions: u64::from(a.revisions),
@@ -175,46 +275,44 @@ impl EtcdAnalysis {
         };
         let top_keys_by_revisions = top(&|a| u64::from(a.revisions));
         let top_keys_by_bytes = top(&|a| a.bytes);
-        let mut groups: HashMap<String, PrefixRow> = HashMap::new();
-        for (k, a) in pass.keys.iter() {
-            let g = group_of(k, opts.prefix_depth, opts.by_namespace, &opts.k8s_prefixes);
-            let row = groups.entry(g).or_default();
-            row.keys += 1;
-            row.live_keys += u64::from(!a.last_tombstone);
-            row.revisions += u64::from(a.revisions);
-            row.latest_bytes += u64::from(a.last_bytes);
-            row.history_bytes += a.bytes - u64::from(a.last_bytes);
-        }
-        let mut groups: Vec<PrefixRow> = groups
-            .into_iter()
-            .map(|(prefix, r)| PrefixRow { prefix, ..r })
-            .collect();
-        groups.sort_unstable_by(|a, b| {
-            (b.latest_bytes + b.history_bytes)
-                .cmp(&(a.latest_bytes + a.history_bytes))
-                .then_with(|| a.prefix.cmp(&b.prefix))
-        });
-        let prefixes = Prefixes {
-            grouping: format!(
-                "Kubernetes objects ({}) by resource{}; other keys by their first {} path \
-                 segment{}",
-                opts.k8s_prefixes.join(", "),
-                if opts.by_namespace {
-                    " and namespace"
-                } else {
-                    ""
-                },
-                opts.prefix_depth.max(1),
-                if opts.prefix_depth > 1 { "s" } else { "" }
-            ),
-            groups,
-        };
+        let prefixes = prefixes(pass, opts);
         Tables {
             revisions_per_key,
             top_keys_by_revisions,
             top_keys_by_bytes,
             prefixes,
             kinds: kinds(pass),
+        }
+    }
+}
+
+#[cfg(test)]
+mod top_tests {
+    use super::top_n;
+
+    /// `top_n` against a sort of everything, on figures with many ties (and keys that
+    /// share prefixes), for every `n` around the ties' edges.
+    #[test]
+    fn top_n_is_the_head_of_a_full_sort() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let keys: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("/k/{}/{}", rnd() % 7, i * 7919 % 300).into_bytes())
+            .collect();
+        let items: Vec<(u64, usize)> = (0..300).map(|i| (rnd() % 5, i)).collect();
+        let by = |t: &(u64, usize)| t.0;
+        let at = |t: &(u64, usize)| (t.1 as u64 * 31) % 300;
+        let bytes = |t: &(u64, usize)| &keys[t.1][..];
+        let mut all: Vec<(&[u8], (u64, usize))> = items.iter().map(|t| (bytes(t), *t)).collect();
+        all.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        for n in [0, 1, 2, 10, 59, 60, 61, 150, 299, 300, 301] {
+            let want: Vec<_> = all.iter().take(n).cloned().collect();
+            assert_eq!(top_n(items.clone(), n, by, at, bytes), want, "n = {n}");
         }
     }
 }
