@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# benches/etcd-speed.sh DB [--runs N] [--cold] [--no-peers]
+# benches/etcd-speed.sh DB [--runs N] [--cold] [--no-peers] [--fill cat|4k]
 #
 # The read-side targets of issue 11 on one etcd db (best a member written by a real etcd:
 # benches/make-realistic-member.sh), everything in one session on one machine:
@@ -10,7 +10,11 @@
 #   - the peers: Go bbolt 1.3.6 tx.Check (boltpeer check), etcd 3.4.23's HashKV in Go
 #     (boltpeer hashkv), `etcdctl snapshot status` (3.4) and `etcdutl snapshot status`
 #     (3.5.1, from target/peers/etcd-3.5.1 as .ci/run unpacks it; skipped if absent);
-#   - ns per key-bucket entry, and the peak heap (RssAnon) of each boltpack command.
+#   - ns per key-bucket entry, and the peak heap (RssAnon) of each boltpack command;
+#   - --fill (root): drop the page cache first and fill it with a plain read (`cat`: large
+#     folios) or 4 KiB at a time (benches/fill-4k-folios.py: as etcd's own map leaves it).
+#     Warm times differ by up to a third between the two, for cat too (BENCHMARKS.md);
+#     without --fill the cache is as found.
 # Times are the median of N runs (default 5). Prints a markdown table of ratios.
 # The scale row's input (issue 11, >= 8 GiB of small values) is made by the Go peer:
 #   boltpeer gen-etcd 8192 OUT small    (tests/peer/boltpeer; ~2 min, 8.6 GB)
@@ -19,11 +23,13 @@ db=
 runs=5
 cold=0
 peers=1
+fill=
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
     --cold) cold=1; shift ;;
     --no-peers) peers=0; shift ;;
+    --fill) fill=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "unknown argument: $1" >&2; exit 2 ;;
     *) db=$(realpath "$1"); shift ;;
@@ -32,7 +38,11 @@ done
 [ -n "$db" ] || { echo "usage: $0 DB [--runs N] [--cold] [--no-peers]" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-if [ "$cold" = 1 ] && [ "$(id -u)" != 0 ]; then echo "--cold needs root (drop_caches)" >&2; exit 1; fi
+if { [ "$cold" = 1 ] || [ -n "$fill" ]; } && [ "$(id -u)" != 0 ]; then
+    echo "--cold and --fill need root (drop_caches)" >&2
+    exit 1
+fi
+case $fill in '' | cat | 4k) ;; *) echo "--fill cat|4k" >&2; exit 2 ;; esac
 T=$(mktemp -d "${TMPDIR:-/tmp}/boltpack-speed.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cargo build --release --quiet --bin boltpack
@@ -74,7 +84,13 @@ heap_kib() {
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 nsper() { python3 -c "print(round($1*1e6/$entries))"; }
 
+case $fill in
+cat) drop; cat "$db" >/dev/null ;;
+4k) drop; python3 "$repo/benches/fill-4k-folios.py" "$db" ;;
+esac
+huge=$(awk '/^FileHugePages/{print $2 / 1024 " MiB"}' /proc/meminfo)
 echo "db: $db, $size B, $entries key-bucket entries, revisions $comp..$cur (midpoint $mid), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "page cache filled by: ${fill:-as found}; FileHugePages (2 MiB folios of all files) $huge"
 cat_ms=$(median_ms warm cat "$db")
 echo
 echo "| command (warm) | boltpack ms | x cat ($cat_ms ms) | ns/entry | heap MiB | peer | peer ms | peer / boltpack |"

@@ -44,6 +44,17 @@ impl Source {
 }
 
 impl Source {
+    /// Ask for the map's faults to read the file in huge pages (`MADV_HUGEPAGE`): a cold
+    /// page the walk meets then comes in with the 2 MiB around it, one large page-cache
+    /// folio, not 128 KiB of small ones; and a warm file whose cache holds large folios is
+    /// mapped a folio at a time. A hint only: a kernel or filesystem without large folios
+    /// ignores it (or refuses it, which changes nothing either).
+    pub fn advise_huge_pages(&self) {
+        if let Source::Mapped { map, .. } = self {
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+    }
+
     /// Whether the system page holding `bytes[off]` is in the page cache (`mincore`):
     /// `None` for an owned buffer, an offset outside the map, or when the call fails.
     pub fn resident(&self, off: usize) -> Option<bool> {

@@ -31,6 +31,9 @@ impl Db {
     /// in memory, a file under 16 MiB or larger than half the memory available, or when
     /// the memory available is unknown.
     pub fn with_read_ahead<R>(&self, f: impl FnOnce() -> R) -> R {
+        // What the walk faults in itself (ahead of the thread, or all of a file too large
+        // for it) comes in 2 MiB at a time.
+        self.source().advise_huge_pages();
         if !self.read_ahead_fits() {
             return f();
         }
