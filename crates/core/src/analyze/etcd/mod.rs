@@ -140,40 +140,22 @@ impl EtcdAnalysis {
         db: &Db,
         opts: &EtcdOptions,
     ) -> Result<Option<(EtcdAnalysis, Option<CompactSummary>)>> {
-        if !crate::etcd::is_etcd(db) {
+        let Some(scope) = Scope::read(db, opts)? else {
             return Ok(None);
-        }
-        let (meta, revs): (EtcdMeta, Revisions) = Revisions::read(db, &opts.rules)?;
-        let current = revs.current;
-        let compacted = revs.compacted;
-        let first_key = match key_bucket(db)?.iter().next() {
-            Some(e) => Some(decode_entry(db, e?.key, &[], false).map(|(r, _)| r.main)?),
-            None => None,
         };
-        let first = first_key.unwrap_or(current);
-        let last = revs.last_key.unwrap_or(current).max(first);
-        // Candidates run from the compacted revision (or just below the first entry) up.
-        let lo = if compacted > 0 {
-            compacted.min(current)
-        } else {
-            (first - 1).clamp(0, current)
-        };
-        let candidates = Candidates::new(
-            spread(lo, current, opts.candidates.clamp(1, MAX_CANDIDATES)),
-            compacted,
-        );
-        let mut edges = spread(lo, current, opts.curve_points.max(2));
-        edges.extend(&candidates.revisions);
-        edges.sort_unstable();
-        edges.dedup();
-        let pass = key_pass(db, first, last, edges, lo, &candidates, opts)?;
-        let scope = Scope {
-            meta,
-            revs,
-            first_key,
-            lo,
-            candidates,
-        };
+        let pass = key_pass(db, &scope.pass_ctx(opts))?;
+        Self::from_pass(db, opts, scope, pass).map(Some)
+    }
+
+    /// The analysis from the pass over the `key` bucket: the candidates' file sizes and
+    /// the defragmented copy's plan (on both cores), the per-key tables.
+    fn from_pass(
+        db: &Db,
+        opts: &EtcdOptions,
+        scope: Scope,
+        pass: Pass,
+    ) -> Result<(EtcdAnalysis, Option<CompactSummary>)> {
+        let compacted = scope.revs.compacted;
         let candidates = &scope.candidates;
         // The file sizes (the tree builder over the layout: one job per candidate, and the
         // defragmented copy) on the other core while the tables are made here; this core
@@ -216,7 +198,6 @@ impl EtcdAnalysis {
             let analysis = Self::finish(db, opts, &scope, &pass, tables, &sizes)?;
             Ok((analysis, defrag))
         })
-        .map(Some)
     }
 }
 
@@ -228,13 +209,71 @@ enum Sized {
 
 /// What the analysis is about, fixed before the pass: the file's revisions and the
 /// compaction candidates.
-struct Scope {
+pub(crate) struct Scope {
     meta: EtcdMeta,
     revs: Revisions,
     first_key: Option<i64>,
     /// The lowest candidate (the compacted revision, or just below the first entry).
     lo: i64,
     candidates: Candidates,
+    /// The main revisions the `key` bucket's entries span (its first and last entries').
+    first: i64,
+    last: i64,
+    /// The band edges of the thresholds' histogram.
+    edges: Vec<i64>,
+}
+
+impl Scope {
+    /// `None` for a file without etcd's `key` and `meta` buckets.
+    fn read(db: &Db, opts: &EtcdOptions) -> Result<Option<Scope>> {
+        if !crate::etcd::is_etcd(db) {
+            return Ok(None);
+        }
+        let (meta, revs): (EtcdMeta, Revisions) = Revisions::read(db, &opts.rules)?;
+        let current = revs.current;
+        let compacted = revs.compacted;
+        let first_key = match key_bucket(db)?.iter().next() {
+            Some(e) => Some(decode_entry(db, e?.key, &[], false).map(|(r, _)| r.main)?),
+            None => None,
+        };
+        let first = first_key.unwrap_or(current);
+        let last = revs.last_key.unwrap_or(current).max(first);
+        // Candidates run from the compacted revision (or just below the first entry) up.
+        let lo = if compacted > 0 {
+            compacted.min(current)
+        } else {
+            (first - 1).clamp(0, current)
+        };
+        let candidates = Candidates::new(
+            spread(lo, current, opts.candidates.clamp(1, MAX_CANDIDATES)),
+            compacted,
+        );
+        let mut edges = spread(lo, current, opts.curve_points.max(2));
+        edges.extend(&candidates.revisions);
+        edges.sort_unstable();
+        edges.dedup();
+        Ok(Some(Scope {
+            meta,
+            revs,
+            first_key,
+            lo,
+            candidates,
+            first,
+            last,
+            edges,
+        }))
+    }
+
+    fn pass_ctx<'c>(&'c self, opts: &'c EtcdOptions) -> PassCtx<'c> {
+        PassCtx::new(
+            self.first,
+            self.last,
+            self.edges.clone(),
+            self.lo,
+            &self.candidates,
+            opts,
+        )
+    }
 }
 
 /// The active alarms of the `alarm` bucket.

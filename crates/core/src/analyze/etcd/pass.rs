@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::etcd::decode_entry_through_value;
 use crate::etcd::key_bucket;
-use crate::etcd::{Chunked, KeyId, KeyIds, key_id, pipelined};
+use crate::etcd::{Chunked, KeyId, KeyIds, Pipeline, key_id, pipelined};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -16,9 +16,10 @@ use super::tables::group_of;
 use super::*;
 use std::collections::HashMap;
 
-/// A `key` bucket entry between the cursor and the pass ([`pipelined`]).
+/// A `key` bucket entry on its way to the pass ([`Pipeline`]).
 struct Step<'a> {
-    e: crate::reader::Entry<'a>,
+    key: &'a [u8],
+    value_len: usize,
     rev: crate::etcd::RevisionKey,
     kv: crate::etcd::KeyValue<'a>,
     id: KeyId,
@@ -204,7 +205,7 @@ fn revision_bands(first: i64, last: i64, n: usize) -> (Vec<RevisionBand>, i64) {
 }
 
 /// What every part of the pass shares.
-struct PassCtx<'c> {
+pub(super) struct PassCtx<'c> {
     first: i64,
     width: i64,
     rate_base: i64,
@@ -217,44 +218,87 @@ struct PassCtx<'c> {
     total: u64,
 }
 
+impl<'c> PassCtx<'c> {
+    /// For entries of main revisions `first..=last` (the bands span them); `edges`: the
+    /// thresholds' band edges; `rate_base`: the revision above which entries are recent.
+    pub(super) fn new(
+        first: i64,
+        last: i64,
+        edges: Vec<i64>,
+        rate_base: i64,
+        candidates: &'c Candidates,
+        opts: &'c EtcdOptions,
+    ) -> PassCtx<'c> {
+        let (bands, width) = revision_bands(first, last, opts.histogram_bands);
+        PassCtx {
+            first,
+            width,
+            rate_base,
+            candidates,
+            opts,
+            edges,
+            bands,
+            covered: AtomicU64::new(0),
+            total: (last - first).max(0) as u64,
+        }
+    }
+
+    /// The pass of the parts, in bucket order ([`merged`] when two), with its per-key
+    /// figures added up.
+    pub(super) fn finish(&self, earlier: Part<'_>, later: Option<Part<'_>>) -> Pass {
+        let mut p = match later {
+            None => earlier.pass,
+            Some(later) => merged(earlier, later, self.candidates),
+        };
+        if let Some(progress) = &self.opts.progress {
+            progress(self.total, self.total);
+        }
+        let f = &mut p.figures;
+        f.distinct_keys = p.keys.len() as u64;
+        for acc in p.keys.values() {
+            if !acc.last_tombstone {
+                // The newest put stays at every R.
+                p.thresholds.add(None, u64::from(acc.last_bytes));
+                f.live_keys += 1;
+                f.live_value_bytes += u64::from(acc.last_value_len);
+            }
+            f.latest_bytes += u64::from(acc.last_bytes);
+        }
+        f.historical_revisions = f.entries - f.distinct_keys;
+        f.history_bytes = f.entry_bytes - f.latest_bytes;
+        p
+    }
+}
+
 /// Files under this size are passed on one thread: the second one is not worth it.
 const SPLIT_MIN_BYTES: u64 = 16 << 20;
 
-/// The pass over the `key` bucket. A bucket whose root is a branch is read in two parts
-/// (the subtrees of the first and the second half of the root's elements: an exact split),
-/// one per thread, then [`merged`]: the result is the one-thread pass's, entry for entry.
-pub(super) fn key_pass(
-    db: &Db,
-    first: i64,
-    last: i64,
-    edges: Vec<i64>,
-    rate_base: i64,
-    candidates: &Candidates,
-    opts: &EtcdOptions,
-) -> Result<Pass> {
-    let (bands, width) = revision_bands(first, last, opts.histogram_bands);
-    let ctx = PassCtx {
-        first,
-        width,
-        rate_base,
-        candidates,
-        opts,
-        edges,
-        bands,
-        covered: AtomicU64::new(0),
-        total: (last - first).max(0) as u64,
-    };
+/// The pass over the `key` bucket by cursors. A bucket whose root is a branch is read in
+/// two parts (the subtrees of the first and the second half of the root's elements: an
+/// exact split), one per thread, then [`merged`]: the result is the one-thread pass's,
+/// entry for entry. (`analyze` usually feeds the parts from the page map's walk instead:
+/// `super::walk_pass`.)
+pub(super) fn key_pass<'a>(db: &'a Db, ctx: &PassCtx<'_>) -> Result<Pass> {
+    let opts = ctx.opts;
     let key = key_bucket(db)?;
     let split = key
         .root_branch()?
         .map(|r| r.count())
         .filter(|&n| n >= 2 && (opts.split_always || db.file_size() >= SPLIT_MIN_BYTES));
-    let mut p = match split {
-        None => part_pass(db, key.iter(), &ctx, false)?.pass,
+    let from_cursor = |entries: Cursor<'a>, keep_firsts| -> Result<Part<'a>> {
+        let mut part = PartPass::new(db, ctx, keep_firsts);
+        for e in entries {
+            let e = e?;
+            part.push(e.key, e.value, e.is_bucket())?;
+        }
+        part.finish()
+    };
+    Ok(match split {
+        None => ctx.finish(from_cursor(key.iter(), false)?, None),
         Some(n) => {
             let (earlier, later) = std::thread::scope(|s| {
-                let later = s.spawn(|| part_pass(db, key.iter_root_part(n / 2, n), &ctx, true));
-                let earlier = part_pass(db, key.iter_root_part(0, n / 2), &ctx, false);
+                let later = s.spawn(|| from_cursor(key.iter_root_part(n / 2, n), true));
+                let earlier = from_cursor(key.iter_root_part(0, n / 2), false);
                 (
                     earlier,
                     later
@@ -262,30 +306,13 @@ pub(super) fn key_pass(
                         .unwrap_or_else(|p| std::panic::resume_unwind(p)),
                 )
             });
-            merged(earlier?, later?, candidates)
+            ctx.finish(earlier?, Some(later?))
         }
-    };
-    if let Some(progress) = &opts.progress {
-        progress(ctx.total, ctx.total);
-    }
-    let f = &mut p.figures;
-    f.distinct_keys = p.keys.len() as u64;
-    for acc in p.keys.values() {
-        if !acc.last_tombstone {
-            // The newest put stays at every R.
-            p.thresholds.add(None, u64::from(acc.last_bytes));
-            f.live_keys += 1;
-            f.live_value_bytes += u64::from(acc.last_value_len);
-        }
-        f.latest_bytes += u64::from(acc.last_bytes);
-    }
-    f.historical_revisions = f.entries - f.distinct_keys;
-    f.history_bytes = f.entry_bytes - f.latest_bytes;
-    Ok(p)
+    })
 }
 
 /// One part's pass, and the first and last keys it met (for the order across parts).
-struct Part<'a> {
+pub(super) struct Part<'a> {
     pass: Pass,
     /// Per key (in the order of `pass.keys`), its id and the main revision of its first
     /// entry in the part: where a later part takes over the key's history ([`merged`]).
@@ -295,136 +322,178 @@ struct Part<'a> {
     last_key: Option<&'a [u8]>,
 }
 
-/// The pass over the entries `entries` yields (the whole bucket, or a part of it).
-fn part_pass<'a>(
+/// The pass over one part of the `key` bucket (or all of it), fed its entries in bucket
+/// order ([`PartPass::push`]): by a cursor, or by the page map's walk. Each entry goes
+/// through a [`Pipeline`] so the memory of its key's figures is prefetched some entries
+/// ahead.
+pub(super) struct PartPass<'a, 'c> {
     db: &'a Db,
-    entries: Cursor<'a>,
-    ctx: &PassCtx<'_>,
+    ctx: &'c PassCtx<'c>,
+    p: Pass,
     keep_firsts: bool,
-) -> Result<Part<'a>> {
-    let (first, width, candidates, opts) = (ctx.first, ctx.width, ctx.candidates, ctx.opts);
-    let mut p = Pass {
-        keys: KeyIds::default(),
-        ordered: true,
-        layout: Chunked::default(),
-        figures: KeyFigures::default(),
-        bands: ctx.bands.clone(),
-        thresholds: ThresholdHistogram::new(ctx.edges.clone()),
-        recent_bytes: 0,
-        kinds: Kinds::default(),
-        groups: Groups::default(),
-    };
-    let (mut first_key, mut prev_key): (Option<&[u8]>, Option<&[u8]>) = (None, None);
-    let mut firsts = Chunked::default();
-    // Revisions this part covered, as last added to `ctx.covered`.
-    let (mut start, mut reported) = (None::<i64>, 0u64);
-    let steps = entries.map(|e| {
-        let e = e?;
-        let (rev, kv) = decode_entry_through_value(db, e.key, e.value, e.is_bucket())?;
-        Ok(Step {
-            e,
+    firsts: Chunked<(KeyId, i64)>,
+    first_key: Option<&'a [u8]>,
+    prev_key: Option<&'a [u8]>,
+    /// The first main revision met, and the revisions last added to `ctx.covered`.
+    start: Option<i64>,
+    reported: u64,
+    ring: Pipeline<Step<'a>>,
+}
+
+impl<'a, 'c> PartPass<'a, 'c> {
+    /// `keep_firsts`: keep each key's first revision (a part that is merged after another).
+    pub(super) fn new(db: &'a Db, ctx: &'c PassCtx<'c>, keep_firsts: bool) -> Self {
+        PartPass {
+            db,
+            ctx,
+            p: Pass {
+                keys: KeyIds::default(),
+                ordered: true,
+                layout: Chunked::default(),
+                figures: KeyFigures::default(),
+                bands: ctx.bands.clone(),
+                thresholds: ThresholdHistogram::new(ctx.edges.clone()),
+                recent_bytes: 0,
+                kinds: Kinds::default(),
+                groups: Groups::default(),
+            },
+            keep_firsts,
+            firsts: Chunked::default(),
+            first_key: None,
+            prev_key: None,
+            start: None,
+            reported: 0,
+            ring: Pipeline::default(),
+        }
+    }
+
+    /// The next entry of the part: a `key` bucket key and value (an error for anything
+    /// that is not a revision and a `KeyValue`).
+    #[inline]
+    pub(super) fn push(&mut self, key: &'a [u8], value: &'a [u8], is_bucket: bool) -> Result<()> {
+        let (rev, kv) = decode_entry_through_value(self.db, key, value, is_bucket)?;
+        let step = Step {
+            key,
+            value_len: value.len(),
             rev,
             kv,
             id: key_id(kv.key),
-        })
-    });
-    let ahead_slot = |p: &Pass, s: &Step<'_>| p.keys.prefetch_slot(s.id);
-    let ahead_value = |p: &Pass, s: &Step<'_>| p.keys.prefetch_value(s.id);
-    // The layout entry of the key's previous revision, which this entry's put updates.
-    let ahead_layout = |p: &Pass, s: &Step<'_>| {
-        if let Some(l) = p
-            .keys
-            .get_by_id(s.id)
-            .and_then(|a| p.layout.get(a.last_index))
-        {
-            crate::reader::prefetch_value(l);
+        };
+        let due = self.ring.push(
+            &self.p,
+            step,
+            |p, s| p.keys.prefetch_slot(s.id),
+            |p, s| p.keys.prefetch_value(s.id),
+            // The layout entry of the key's previous revision, which this entry's put
+            // updates.
+            |p, s| {
+                if let Some(l) = p
+                    .keys
+                    .get_by_id(s.id)
+                    .and_then(|a| p.layout.get(a.last_index))
+                {
+                    crate::reader::prefetch_value(l);
+                }
+            },
+        );
+        if let Some(s) = due {
+            self.apply(s);
         }
-    };
-    pipelined(
-        steps,
-        &mut p,
-        ahead_slot,
-        ahead_value,
-        ahead_layout,
-        |p, step| {
-            let Step { e, rev, kv, id } = step;
-            if prev_key.is_some_and(|k| key_cmp(e.key, k).is_le()) {
-                p.ordered = false;
+        Ok(())
+    }
+
+    /// The part's pass, once every entry is in.
+    pub(super) fn finish(mut self) -> Result<Part<'a>> {
+        while let Some(s) = self.ring.pop() {
+            self.apply(s);
+        }
+        Ok(Part {
+            pass: self.p,
+            firsts: self.firsts,
+            first_key: self.first_key,
+            last_key: self.prev_key,
+        })
+    }
+
+    fn apply(&mut self, step: Step<'a>) {
+        let (ctx, db, p) = (self.ctx, self.db, &mut self.p);
+        let (first, width, candidates, opts) = (ctx.first, ctx.width, ctx.candidates, ctx.opts);
+        let Step {
+            key,
+            value_len,
+            rev,
+            kv,
+            id,
+        } = step;
+        if self.prev_key.is_some_and(|k| key_cmp(key, k).is_le()) {
+            p.ordered = false;
+        }
+        self.first_key = self.first_key.or(Some(key));
+        self.prev_key = Some(key);
+        let bytes = (key.len() + value_len) as u64;
+        let f = &mut p.figures;
+        f.entries += 1;
+        f.entry_bytes += bytes;
+        f.tombstones += u64::from(rev.tombstone);
+        if rev.main > ctx.rate_base {
+            p.recent_bytes += bytes;
+        }
+        if let Some(band) = p
+            .bands
+            .get_mut(((rev.main - first).max(0) / width) as usize)
+        {
+            band.entries += 1;
+            band.bytes += bytes;
+            band.tombstones += u64::from(rev.tombstone);
+        }
+        let acc = p.keys.entry_with_id(id);
+        if acc.revisions == 0 {
+            if self.keep_firsts {
+                self.firsts.push((id, rev.main));
             }
-            first_key = first_key.or(Some(e.key));
-            prev_key = Some(e.key);
-            let bytes = (e.key.len() + e.value.len()) as u64;
-            let f = &mut p.figures;
-            f.entries += 1;
-            f.entry_bytes += bytes;
-            f.tombstones += u64::from(rev.tombstone);
-            if rev.main > ctx.rate_base {
-                p.recent_bytes += bytes;
+            acc.key_at = db.offset_of(kv.key);
+            acc.key_len = kv.key.len() as u32;
+            acc.group = p.groups.id(kv.key, opts);
+        } else if !acc.last_tombstone {
+            // The previous put of this key goes once this revision is <= R.
+            p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
+            if let Some(l) = p.layout.get_mut(acc.last_index) {
+                l.gone_at = candidates.gone_at(Some(rev.main));
             }
-            if let Some(band) = p
-                .bands
-                .get_mut(((rev.main - first).max(0) / width) as usize)
-            {
-                band.entries += 1;
-                band.bytes += bytes;
-                band.tombstones += u64::from(rev.tombstone);
-            }
-            let acc = p.keys.entry_with_id(id);
-            if acc.revisions == 0 {
-                if keep_firsts {
-                    firsts.push((id, rev.main));
-                }
-                acc.key_at = db.offset_of(kv.key);
-                acc.key_len = kv.key.len() as u32;
-                acc.group = p.groups.id(kv.key, opts);
-            } else if !acc.last_tombstone {
-                // The previous put of this key goes once this revision is <= R.
-                p.thresholds.add(Some(rev.main), u64::from(acc.last_bytes));
-                if let Some(l) = p.layout.get_mut(acc.last_index) {
-                    l.gone_at = candidates.gone_at(Some(rev.main));
-                }
-            }
-            let d = threshold(rev.main, rev.tombstone, None, opts.rule);
-            if rev.tombstone {
-                p.thresholds.add(d, bytes);
-            }
-            acc.last_index = p.layout.len();
-            p.layout.push(EntryLayout::new(
-                ElementLen {
-                    key: e.key.len() as u32,
-                    value: e.value.len() as u32,
-                },
-                // A put's threshold is its key's next revision: set when that comes.
-                candidates.gone_at(d),
-            ));
-            acc.revisions = acc.revisions.saturating_add(1);
-            acc.bytes += bytes;
-            acc.last_bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-            acc.last_tombstone = rev.tombstone;
-            acc.last_value_len = u32::try_from(kv.value.len()).unwrap_or(u32::MAX);
-            if !rev.tombstone {
-                acc.last_kind = p.kinds.id(kv.value, acc.last_kind);
-                acc.put_seen = true;
-            }
-            if let Some(progress) = &opts.progress
-                && f.entries.is_multiple_of(4096)
-            {
-                let covered = (rev.main - *start.get_or_insert(rev.main)).max(0) as u64;
-                let done = ctx
-                    .covered
-                    .fetch_add(covered.saturating_sub(reported), Relaxed);
-                reported = reported.max(covered);
-                progress(done.min(ctx.total), ctx.total);
-            }
-            Ok(())
-        },
-    )?;
-    Ok(Part {
-        pass: p,
-        firsts,
-        first_key,
-        last_key: prev_key,
-    })
+        }
+        let d = threshold(rev.main, rev.tombstone, None, opts.rule);
+        if rev.tombstone {
+            p.thresholds.add(d, bytes);
+        }
+        acc.last_index = p.layout.len();
+        p.layout.push(EntryLayout::new(
+            ElementLen {
+                key: key.len() as u32,
+                value: value_len as u32,
+            },
+            // A put's threshold is its key's next revision: set when that comes.
+            candidates.gone_at(d),
+        ));
+        acc.revisions = acc.revisions.saturating_add(1);
+        acc.bytes += bytes;
+        acc.last_bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        acc.last_tombstone = rev.tombstone;
+        acc.last_value_len = u32::try_from(kv.value.len()).unwrap_or(u32::MAX);
+        if !rev.tombstone {
+            acc.last_kind = p.kinds.id(kv.value, acc.last_kind);
+            acc.put_seen = true;
+        }
+        if let Some(progress) = &opts.progress
+            && p.figures.entries.is_multiple_of(4096)
+        {
+            let covered = (rev.main - *self.start.get_or_insert(rev.main)).max(0) as u64;
+            let done = ctx
+                .covered
+                .fetch_add(covered.saturating_sub(self.reported), Relaxed);
+            self.reported = self.reported.max(covered);
+            progress(done.min(ctx.total), ctx.total);
+        }
+    }
 }
 
 /// The pass of two parts side by side, as one pass over both would have made it: the
