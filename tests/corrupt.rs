@@ -37,7 +37,7 @@ use boltpack::reader::{PageMap, PageUse};
 use boltpack_report::dump::{DumpOptions, dump};
 use boltpack_report::info::Info;
 use boltpack_report::pages::{page_detail, page_lines, render_page_lines};
-use common::agree::{mvcc_copies_agree, split_pass_agrees};
+use common::agree::{mvcc_copies_agree, one_walk_agrees, split_pass_agrees};
 
 /// Sanity guard only (not a performance test): a whole fixture's matrix in a debug build.
 const FIXTURE_BOUND: Duration = Duration::from_secs(600);
@@ -1344,6 +1344,7 @@ fn fuzz_targets_on(data: &[u8]) {
     compact_target(data);
     if let Ok(db) = Db::from_bytes(data.to_vec()) {
         split_pass_agrees(&db);
+        one_walk_agrees(&db);
     }
 }
 

@@ -6,7 +6,7 @@
 #[path = "../../tests/common/agree.rs"]
 mod agree;
 
-use agree::split_pass_agrees;
+use agree::{one_walk_agrees, split_pass_agrees};
 use boltpack::Db;
 use boltpack::reader::PageMap;
 use boltpack::reader::{Bucket, visit_all};
@@ -50,4 +50,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = boltpack::analyze::Analysis::gather_with(&db, &Default::default());
     split_pass_agrees(&db);
+    one_walk_agrees(&db);
 });

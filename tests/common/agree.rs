@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use boltpack::Db;
+use boltpack::analyze::Analysis;
 use boltpack::analyze::etcd::{EtcdAnalysis, EtcdOptions};
 use boltpack::etcd::{CompactionPlan, Revisions, Rules, TombstoneAtRev};
 use boltpack::writer::{CompactOptions, Transform, compact_to_vec};
@@ -56,5 +57,26 @@ pub fn split_pass_agrees(db: &Db) {
             one, split,
             "the split key pass differs from the one-thread pass"
         );
+    }
+}
+
+/// Where both finish, analyze in one walk (the page map's, split on two threads, with the
+/// bucket statistics and the etcd pass watching it) reports what its two walks apart do.
+pub fn one_walk_agrees(db: &Db) {
+    for split_always in [false, true] {
+        let opts = EtcdOptions {
+            split_always,
+            ..EtcdOptions::default()
+        };
+        if let (Ok(one), Ok(apart)) = (
+            Analysis::gather_with(db, &opts),
+            Analysis::gather_apart(db, &opts),
+        ) {
+            assert_eq!(
+                format!("{one:?}"),
+                format!("{apart:?}"),
+                "analyze in one walk differs from its walks apart (split {split_always})"
+            );
+        }
     }
 }

@@ -47,7 +47,7 @@ use crate::reader::Db;
 use crate::reader::PageMap;
 
 use frag::FileFigures;
-use stats::{BucketFigures, BucketStats, Stats, bucket_stats_and_map};
+use stats::{BucketFigures, BucketStats, Stats, bucket_stats_and_map, bucket_stats_and_map_split};
 
 pub use frag::{Amount, DefragEstimate, FreeRuns, RunBin};
 pub use stats::bucket_stats;
@@ -114,11 +114,31 @@ impl Analysis {
         Analysis::from_parts(db, &map, &stats)
     }
 
-    /// The bbolt figures, plus the etcd section for etcd files. The two are independent
-    /// walks of the same read-only map: they run on two threads. For an etcd file, the
-    /// defragmented size comes from the etcd pass's `key` bucket layout (exact, as the
-    /// capacity candidates), which saves the planner a walk of the whole file.
+    /// The bbolt figures, plus the etcd section for etcd files, usually from one walk:
+    /// the page map's, split on two cores, with the bucket statistics and the etcd pass
+    /// watching it (each page read once). A file that walk cannot answer for (a problem
+    /// anywhere, a `key` bucket entry the pass refuses) goes to [`Analysis::gather_apart`].
+    /// For an etcd file, the defragmented size comes from the etcd pass's `key` bucket
+    /// layout (exact, as the capacity candidates), which saves the planner a walk of the
+    /// whole file.
     pub fn gather_with(db: &Db, opts: &etcd::EtcdOptions) -> crate::error::Result<Analysis> {
+        let in_walk = etcd::EtcdAnalysis::gather_in_walk(db, opts, |main, helper| {
+            bucket_stats_and_map_split(db, main, helper, opts.split_always)
+        })?;
+        match in_walk {
+            Some(((stats, map), (etcd, defrag))) => {
+                Ok(Self::joined(db, &map, &stats, Some(etcd), defrag))
+            }
+            None => Self::gather_apart(db, opts),
+        }
+    }
+
+    /// [`Analysis::gather_with`] by two walks on two threads: the page map's with the
+    /// bucket statistics, and the etcd pass's cursors (which say what is wrong in a `key`
+    /// bucket the one-walk pass refused). Public for the tests and fuzzing, which hold
+    /// the two equal.
+    #[doc(hidden)]
+    pub fn gather_apart(db: &Db, opts: &etcd::EtcdOptions) -> crate::error::Result<Analysis> {
         // Both walks release the map as they go (see `ResidentBudget`), so the resident set
         // stays near the heap instead of growing to the file's size. Each release also
         // drops the other thread's mappings; on this kernel (large page-cache folios, one
@@ -133,10 +153,20 @@ impl Analysis {
             Some((a, d)) => (Some(a), d),
             None => (None, None),
         };
+        Ok(Self::joined(db, &map, &stats, etcd, defrag))
+    }
+
+    fn joined(
+        db: &Db,
+        map: &PageMap,
+        stats: &Stats<'_>,
+        etcd: Option<etcd::EtcdAnalysis>,
+        defrag: Option<crate::writer::CompactSummary>,
+    ) -> Analysis {
         let defrag = defrag.map(|summary| frag::exact_defrag(db, &summary));
-        let mut a = Analysis::assemble(db, &map, &stats, defrag);
+        let mut a = Analysis::assemble(db, map, stats, defrag);
         a.etcd = etcd;
-        Ok(a)
+        a
     }
 
     pub fn from_parts(db: &Db, map: &PageMap, stats: &Stats<'_>) -> Analysis {

@@ -31,7 +31,7 @@ use crate::format::element::NodeView;
 use crate::reader::Db;
 use crate::reader::Node;
 use crate::reader::PageMap;
-use crate::reader::{BucketInfo, Problem, Visitor, walk};
+use crate::reader::{BucketInfo, Problem, Split, Tee, Visitor, walk};
 
 /// Go's `BucketStats` (bb136 `bucket.go`), with Go's field names in JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -244,6 +244,48 @@ pub fn bucket_stats_and_map(db: &Db) -> (Stats<'_>, PageMap) {
     let mut c = Collector::new(db);
     let map = PageMap::build_with(db, &mut c, &premarked(db));
     (c.finish(db), map)
+}
+
+/// [`bucket_stats_and_map`] from one walk on two threads ([`PageMap::split_watched`]),
+/// `also` and `also_helper` watching the main thread's part and the helper's. `None` when
+/// the walk could not be split and joined exactly, or the stats and the map would not
+/// start from the same reached pages: then what the watchers saw is not the walk's, and
+/// the caller walks again its own way.
+pub fn bucket_stats_and_map_split<'a, A: Visitor<'a>, AH: Visitor<'a> + Send>(
+    db: &'a Db,
+    also: &mut A,
+    also_helper: &mut AH,
+    always: bool,
+) -> Option<(Stats<'a>, PageMap)> {
+    let mut c = Collector::new(db);
+    let mut h = HelperStats::default();
+    let (map, split) = PageMap::split_watched_from(
+        db,
+        &mut Tee(&mut c, also),
+        &mut Tee(&mut h, also_helper),
+        &premarked(db),
+        always,
+    )?;
+    match split {
+        Split::Whole => {}
+        // The helper walked part of one bucket's pages: they are that bucket's own.
+        Split::Joined { bucket } => c.buckets.get_mut(bucket)?.own.add(&h.own),
+        Split::Redo => return None,
+    }
+    Some((c.finish(db), map))
+}
+
+/// The statistics of the pages a split walk's helper reads (part of one bucket's tree:
+/// [`Split::Joined`]; a nested bucket there makes the walk [`Split::Redo`]).
+#[derive(Default)]
+struct HelperStats {
+    own: BucketStats,
+}
+
+impl<'a> Visitor<'a> for HelperStats {
+    fn page(&mut self, _bucket: usize, node: &Node<'a>, depth: usize, _span: u64) {
+        self.own.add_page(&node.view, false, depth);
+    }
 }
 
 impl<'a> Collector<'a> {

@@ -21,7 +21,7 @@ pub use node::Node;
 pub use reach::{BucketName, FreelistKind, PageCounts, PageMap, PageUse};
 pub use split::Split;
 pub(crate) use walk::key_cmp;
-pub use walk::{BucketInfo, Problem, Visitor, show_path, walk};
+pub use walk::{BucketInfo, Problem, Tee, Visitor, show_path, walk};
 
 /// `count` copies of the file `bytes` (pages of `page_size`), each with one byte garbled: a
 /// page past the metas picked by a xorshift from `seed`, and in it a byte at `first` plus

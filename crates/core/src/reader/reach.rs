@@ -283,6 +283,25 @@ impl PageMap {
         Self::split_watched(db, also, also_helper, false)
     }
 
+    /// [`PageMap::split_watched`] for watchers that start from `also_premarked` (the pages
+    /// they count as reached before the walk, as [`PageMap::build_with`]'s): `None`, and
+    /// no walk, when the map's differ (a file whose freelist page is unreadable).
+    pub(crate) fn split_watched_from<'a, A: Visitor<'a>, AH: Visitor<'a> + Send>(
+        db: &'a Db,
+        also: &mut A,
+        also_helper: &mut AH,
+        also_premarked: &[PageId],
+        always: bool,
+    ) -> Option<(PageMap, Split)> {
+        let (mut map, premarked) = Self::before_walk(db);
+        if premarked != also_premarked {
+            return None;
+        }
+        let split = Mapper { map: &mut map, db }.walk_split(&premarked, always, also, also_helper);
+        map.after_walk();
+        Some((map, split))
+    }
+
     /// [`PageMap::build_split_watched`]; `always`: split a file of any size.
     pub(crate) fn split_watched<'a, A: Visitor<'a>, AH: Visitor<'a> + Send>(
         db: &'a Db,

@@ -41,6 +41,7 @@ mod pass;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod walk_pass;
 
 use capacity::*;
 pub use capacity::{ThresholdHistogram, planned_size};
@@ -50,6 +51,8 @@ pub use model::*;
 use pass::*;
 use tables::*;
 pub use tables::{K8S_PREFIXES, group_of};
+pub(crate) use walk_pass::KeyWatch;
+use walk_pass::walked_pass;
 
 /// etcd's default backend quota (`--quota-backend-bytes` 0 means 2 GiB).
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
@@ -136,10 +139,7 @@ impl EtcdAnalysis {
 
     /// [`gather`](Self::gather), plus the plan of a defragmented copy (`compact --dry-run`)
     /// when the pass's layout gives it.
-    pub fn gather_parts(
-        db: &Db,
-        opts: &EtcdOptions,
-    ) -> Result<Option<(EtcdAnalysis, Option<CompactSummary>)>> {
+    pub fn gather_parts(db: &Db, opts: &EtcdOptions) -> Result<Option<Gathered>> {
         let Some(scope) = Scope::read(db, opts)? else {
             return Ok(None);
         };
@@ -147,14 +147,36 @@ impl EtcdAnalysis {
         Self::from_pass(db, opts, scope, pass).map(Some)
     }
 
+    /// [`gather_parts`](Self::gather_parts) with the `key` bucket pass inside `walk`, a walk
+    /// of the whole file (the page map's, split on two cores) that the two watchers it is
+    /// given watch. `None` when the file is no etcd file, or `walk` or a watcher failed
+    /// (`walk` answered `None`, or the `key` bucket holds what the pass refuses): then
+    /// nothing is known and the caller walks again, the cursors' pass saying what is wrong.
+    pub(crate) fn gather_in_walk<'a, W>(
+        db: &'a Db,
+        opts: &EtcdOptions,
+        walk: impl for<'c> FnOnce(&mut KeyWatch<'a, 'c>, &mut KeyWatch<'a, 'c>) -> Option<W>,
+    ) -> Result<Option<(W, Gathered)>> {
+        let Some(scope) = Scope::read(db, opts)? else {
+            return Ok(None);
+        };
+        let walked = {
+            let ctx = scope.pass_ctx(opts);
+            let (mut main, mut helper) = (
+                KeyWatch::new(db, &ctx, false),
+                KeyWatch::new(db, &ctx, true),
+            );
+            walk(&mut main, &mut helper).and_then(|w| Some((w, walked_pass(&ctx, main, helper)?)))
+        };
+        let Some((w, pass)) = walked else {
+            return Ok(None);
+        };
+        Ok(Some((w, Self::from_pass(db, opts, scope, pass)?)))
+    }
+
     /// The analysis from the pass over the `key` bucket: the candidates' file sizes and
     /// the defragmented copy's plan (on both cores), the per-key tables.
-    fn from_pass(
-        db: &Db,
-        opts: &EtcdOptions,
-        scope: Scope,
-        pass: Pass,
-    ) -> Result<(EtcdAnalysis, Option<CompactSummary>)> {
+    fn from_pass(db: &Db, opts: &EtcdOptions, scope: Scope, pass: Pass) -> Result<Gathered> {
         let compacted = scope.revs.compacted;
         let candidates = &scope.candidates;
         // The file sizes (the tree builder over the layout: one job per candidate, and the
@@ -200,6 +222,9 @@ impl EtcdAnalysis {
         })
     }
 }
+
+/// The analysis, and the plan of a defragmented copy when the pass's layout gives it.
+pub type Gathered = (EtcdAnalysis, Option<CompactSummary>);
 
 /// One sizing job's answer: the defragmented copy's plan, or a candidate's file size.
 enum Sized {

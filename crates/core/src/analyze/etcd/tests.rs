@@ -302,3 +302,50 @@ fn the_split_pass_is_the_one_thread_pass() {
         }
     }
 }
+
+/// Analyze in one walk (the page map's, split on two threads or not, the stats and the
+/// pass watching it) is analyze by its walks apart, on the real fixtures (where the one
+/// walk answers) and on garbled copies of them (where it answers or hands over).
+#[test]
+fn one_walk_is_the_walks_apart() {
+    use crate::analyze::Analysis;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/");
+    for rel in [
+        "etcd/db",
+        "etcd/snapshot.db",
+        "bbolt/nested.db",
+        "bbolt/flat.db",
+    ] {
+        let bytes = std::fs::read(format!("{root}{rel}")).unwrap();
+        let same = |db: &Db, what: &str| {
+            for split_always in [false, true] {
+                let opts = EtcdOptions {
+                    split_always,
+                    ..EtcdOptions::default()
+                };
+                let one = Analysis::gather_with(db, &opts).map(|a| format!("{a:?}"));
+                let apart = Analysis::gather_apart(db, &opts).map(|a| format!("{a:?}"));
+                match (one, apart) {
+                    (Ok(one), Ok(apart)) => assert_eq!(one, apart, "{what} split {split_always}"),
+                    (one, apart) => assert_eq!(one.is_ok(), apart.is_ok(), "{what}"),
+                }
+            }
+        };
+        let db = Db::from_bytes(bytes.clone()).unwrap();
+        same(&db, rel);
+        if rel.starts_with("etcd/") {
+            let walked = EtcdAnalysis::gather_in_walk(&db, &EtcdOptions::default(), |m, h| {
+                crate::analyze::stats::bucket_stats_and_map_split(&db, m, h, true)
+            });
+            assert!(walked.unwrap().is_some(), "{rel}: the one walk answers");
+        }
+        let ps = db.page_size() as usize;
+        for (at, bad) in
+            crate::reader::garbled_copies(&bytes, ps, 0x9e37_79b9_7f4a_7c15, 30, 16, 255)
+        {
+            if let Ok(db) = Db::from_bytes(bad) {
+                same(&db, &format!("{rel}, byte {at} garbled"));
+            }
+        }
+    }
+}
