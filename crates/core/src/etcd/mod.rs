@@ -26,7 +26,7 @@ pub use get::{GetError, GetResponse, KeyRange, get};
 pub use hashkv::{HashKv, HashKvError, hash_kv};
 pub use keyindex::KeyIndex;
 pub(crate) use keyindex::{decode_entry, decode_entry_through_value};
-pub(crate) use keymap::{Chunked, KeyId, KeyIds, Pipeline, key_id, pipelined};
+pub(crate) use keymap::{Chunked, KeyId, KeyIds, KeyMap, Pipeline, key_id, pipelined};
 pub(crate) use keytable::too_many_keys;
 pub use kv::KeyValue;
 pub(crate) use kv::varint;

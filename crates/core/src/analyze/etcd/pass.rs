@@ -12,8 +12,9 @@ use crate::reader::{Cursor, Db, key_cmp};
 use crate::writer::ElementLen;
 
 use super::kinds::{Encoding, kind_parts};
-use super::tables::group_of;
+use super::tables::{group_name, group_span};
 use super::*;
+use crate::etcd::KeyMap;
 use std::collections::HashMap;
 
 /// A `key` bucket entry on its way to the pass ([`Pipeline`]).
@@ -107,7 +108,12 @@ pub(super) struct Pass {
 /// found once, when the pass meets the key (its bytes are at hand then, not later).
 #[derive(Default)]
 pub(super) struct Groups {
+    /// By name.
     ids: HashMap<String, u32>,
+    /// Per way of grouping ([`group_span`]: each Kubernetes prefix, then by path
+    /// segments), the key prefixes met that name a group: most keys find theirs here,
+    /// without making the name.
+    spans: Vec<KeyMap<u32>>,
 }
 
 impl Groups {
@@ -123,12 +129,19 @@ impl Groups {
 
     /// The number of `key`'s group.
     fn id(&mut self, key: &[u8], opts: &EtcdOptions) -> u32 {
-        self.intern(&group_of(
-            key,
-            opts.prefix_depth,
-            opts.by_namespace,
-            &opts.k8s_prefixes,
-        ))
+        let k8s = &opts.k8s_prefixes;
+        let (by, span) = group_span(key, opts.prefix_depth, opts.by_namespace, k8s);
+        let (way, span) = (by.unwrap_or(k8s.len()), &key[..span]);
+        if self.spans.len() <= way {
+            self.spans.resize_with(way + 1, KeyMap::default);
+        }
+        if let Some(&id) = self.spans[way].get(span) {
+            return id;
+        }
+        // Two prefixes may show as one name (text that reads as another's hex): one group.
+        let id = self.intern(&group_name(span, by.map(|i| k8s[i].as_str())));
+        self.spans[way].insert(span.into(), id);
+        id
     }
 
     /// The names, by number.

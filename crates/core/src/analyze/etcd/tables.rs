@@ -24,57 +24,90 @@ pub const K8S_PREFIXES: [&str; 3] = ["/registry/", "/kubernetes.io/", "/openshif
 /// (`compact_rev_key`, other applications') go by their first `depth` path segments, `/`
 /// kept, with a trailing `/` when the key goes on.
 pub fn group_of(key: &[u8], depth: usize, by_namespace: bool, k8s: &[String]) -> String {
-    for p in k8s {
+    let (by, span) = group_span(key, depth, by_namespace, k8s);
+    group_name(&key[..span], by.map(|i| k8s[i].as_str()))
+}
+
+/// How [`group_of`] groups `key`: by the Kubernetes prefix `k8s[i]` (`Some(i)`) or by its
+/// first path segments (`None`), and the length of the key's prefix the group's name is
+/// made of ([`group_name`]): keys that agree on both are in one group. No allocation: the
+/// pass asks once per key.
+pub(super) fn group_span(
+    key: &[u8],
+    depth: usize,
+    by_namespace: bool,
+    k8s: &[String],
+) -> (Option<usize>, usize) {
+    for (i, p) in k8s.iter().enumerate() {
         if let Some(rest) = key.strip_prefix(p.as_bytes())
-            && let Some(g) = k8s_group(p, rest, by_namespace)
+            && let Some(n) = k8s_span(rest, by_namespace)
         {
-            return g;
+            return (Some(i), p.len() + n);
         }
     }
     let depth = depth.max(1);
-    let mut end = key.len();
     let mut seen = 0;
     for (i, &b) in key.iter().enumerate() {
         // A leading `/` does not end a segment.
         if b == b'/' && i > 0 {
             seen += 1;
             if seen == depth {
-                end = i + 1;
-                break;
+                return (None, i + 1);
             }
         }
     }
-    text_or_hex(&key[..end])
+    (None, key.len())
 }
 
-/// The group of `prefix` + `rest` under kube-apiserver's layout; `None` when `rest` is not
-/// an object's key (no segment after the resource).
-fn k8s_group(prefix: &str, rest: &[u8], by_namespace: bool) -> Option<String> {
-    let segs: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
-    let api_group = segs[0].contains(&b'.');
-    let services = segs[0] == b"services"
-        && segs
-            .get(1)
-            .is_some_and(|s| *s == b"specs" || *s == b"endpoints");
-    let resource_segs = if segs.len() > 2 && (api_group || services) {
-        2
-    } else {
-        1
+/// The name of the group whose keys start with `span` ([`group_span`]), grouped by the
+/// Kubernetes prefix `k8s` (each segment after it shown as text, or hex when it is not
+/// UTF-8) or by path segments (`None`: the whole span so).
+pub(super) fn group_name(span: &[u8], k8s: Option<&str>) -> String {
+    let Some(prefix) = k8s else {
+        return text_or_hex(span);
     };
-    let after = segs.get(resource_segs..)?;
-    if after.is_empty() || segs[..resource_segs].iter().any(|s| s.is_empty()) {
-        return None;
-    }
     let mut g = prefix.to_string();
-    for s in &segs[..resource_segs] {
+    let segs = span.get(prefix.len()..).unwrap_or_default();
+    // Each segment of the span ends with a `/`: the last piece of the split is empty.
+    for s in segs
+        .split(|&b| b == b'/')
+        .take(segs.iter().filter(|&&b| b == b'/').count())
+    {
         g.push_str(&text_or_hex(s));
         g.push('/');
     }
-    if by_namespace && after.len() >= 2 && !after[0].is_empty() {
-        g.push_str(&text_or_hex(after[0]));
-        g.push('/');
+    g
+}
+
+/// The length of the segments of `rest` (each with the `/` after it) that name its group
+/// under kube-apiserver's layout: the resource (with its API group, or `services/specs`
+/// and `services/endpoints`), and the namespace when `by_namespace` and a name follows it;
+/// `None` when `rest` is not an object's key (no segment after the resource).
+fn k8s_span(rest: &[u8], by_namespace: bool) -> Option<usize> {
+    let mut segs = rest.split(|&b| b == b'/');
+    let s0 = segs.next().unwrap_or_default();
+    let (s1, s2, s3) = (segs.next(), segs.next(), segs.next());
+    let api_group = s0.contains(&b'.');
+    let services = s0 == b"services" && s1.is_some_and(|s| s == b"specs" || s == b"endpoints");
+    // The resource's segments' length (with their `/`s) and whether one is empty, the
+    // first segment after them, and whether another follows that.
+    let (mut n, empty, after, more) = match s1 {
+        Some(s1) if s2.is_some() && (api_group || services) => (
+            s0.len() + s1.len() + 2,
+            s0.is_empty() || s1.is_empty(),
+            s2,
+            s3.is_some(),
+        ),
+        _ => (s0.len() + 1, s0.is_empty(), s1, s2.is_some()),
+    };
+    let after = after?;
+    if empty {
+        return None;
     }
-    Some(g)
+    if by_namespace && more && !after.is_empty() {
+        n += after.len() + 1;
+    }
+    Some(n)
 }
 
 /// Keys by the object kind of their newest put, largest first.

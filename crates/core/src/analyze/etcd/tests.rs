@@ -349,3 +349,94 @@ fn one_walk_is_the_walks_apart() {
         }
     }
 }
+
+/// `group_of` (by the span of the key that names the group, as the pass interns it) is
+/// what it was when it split every key into a vector of segments: the earlier code, kept
+/// here as the oracle, over keys made of the layout's tricky pieces.
+#[test]
+fn group_spans_name_groups_as_before() {
+    use crate::format::text::text_or_hex;
+    fn before(key: &[u8], depth: usize, by_ns: bool, k8s: &[String]) -> String {
+        for p in k8s {
+            let Some(rest) = key.strip_prefix(p.as_bytes()) else {
+                continue;
+            };
+            let segs: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
+            let api_group = segs[0].contains(&b'.');
+            let services = segs[0] == b"services"
+                && segs
+                    .get(1)
+                    .is_some_and(|s| *s == b"specs" || *s == b"endpoints");
+            let n = if segs.len() > 2 && (api_group || services) {
+                2
+            } else {
+                1
+            };
+            let Some(after) = segs.get(n..) else { continue };
+            if after.is_empty() || segs[..n].iter().any(|s| s.is_empty()) {
+                continue;
+            }
+            let mut g = p.to_string();
+            for s in &segs[..n] {
+                g += &text_or_hex(s);
+                g.push('/');
+            }
+            if by_ns && after.len() >= 2 && !after[0].is_empty() {
+                g += &text_or_hex(after[0]);
+                g.push('/');
+            }
+            return g;
+        }
+        let mut end = key.len();
+        let mut seen = 0;
+        for (i, &b) in key.iter().enumerate() {
+            if b == b'/' && i > 0 {
+                seen += 1;
+                if seen == depth.max(1) {
+                    end = i + 1;
+                    break;
+                }
+            }
+        }
+        text_or_hex(&key[..end])
+    }
+    let pieces: [&[u8]; 11] = [
+        b"/",
+        b"registry",
+        b"services",
+        b"specs",
+        b"endpoints",
+        b"a.b",
+        b"",
+        b"ns",
+        b"\xff",
+        b"pods",
+        b"/registry/",
+    ];
+    let k8s: Vec<String> = K8S_PREFIXES.iter().map(|p| p.to_string()).collect();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20_000 {
+        let mut key = Vec::new();
+        for _ in 0..(x % 7) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            key.extend_from_slice(pieces[(x % pieces.len() as u64) as usize]);
+            if x.is_multiple_of(3) {
+                key.push(b'/');
+            }
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for depth in [0, 1, 2, 3] {
+            for by_ns in [false, true] {
+                assert_eq!(
+                    group_of(&key, depth, by_ns, &k8s),
+                    before(&key, depth, by_ns, &k8s),
+                    "{key:?} depth {depth} by_ns {by_ns}"
+                );
+            }
+        }
+    }
+}
