@@ -198,17 +198,24 @@ fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> 
         )
     });
     let ((mut newest, mut parts), (other, more)) = (mine?, theirs?);
-    // Each table holds the newest of its own parts: the newer of the two wins.
-    for (k, n) in other.iter() {
-        let h = key_hash(k);
-        let newer = newest
-            .index_of(h, k)
-            .and_then(|i| newest.value(i))
-            .is_none_or(|old| old.r.byte_order() < n.r.byte_order());
-        if newer && !newest.set(h, k, *n) {
-            return Err(super::too_many_keys("a compaction plan"));
-        }
-    }
+    // Each table holds the newest of its own parts: the newer of the two wins. One search
+    // per key, by the hash its slot keeps, prefetched some keys ahead as the pass does.
+    type Merge<'s, 'a> = (u64, &'s [u8], &'s Newest<'a>);
+    pipelined(
+        other.iter_hashed().map(Ok),
+        &mut newest,
+        |t, m: &Merge<'_, 'a>| t.prefetch_slot(m.0),
+        |t, m: &Merge<'_, 'a>| t.prefetch_key(m.0),
+        |t, m: &Merge<'_, 'a>| t.prefetch_value(m.0),
+        |t, (h, k, n)| {
+            let newer = |old: &Newest<'a>| old.r.byte_order() < n.r.byte_order();
+            if t.set_if(h, k, *n, newer) {
+                Ok(())
+            } else {
+                Err(super::too_many_keys("a compaction plan"))
+            }
+        },
+    )?;
     parts.extend(more);
     parts.sort_unstable_by_key(|(i, _)| *i);
     Ok((newest, parts))

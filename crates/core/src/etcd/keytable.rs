@@ -118,6 +118,39 @@ impl<V> KeyTable<V> {
         true
     }
 
+    /// Set `key`'s value to `value` when the key is new, or when `replace` says so of the
+    /// value it has: one search either way. `false` as [`KeyTable::set`].
+    #[must_use]
+    pub fn set_if(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        value: V,
+        replace: impl FnOnce(&V) -> bool,
+    ) -> bool {
+        let mut value = Some(value);
+        let Some(i) = self.index_or_insert(hash, key, || value.take().expect("made once")) else {
+            return false;
+        };
+        if let (Some(value), Some(v)) = (value, self.values.get_mut(i))
+            && replace(v)
+        {
+            *v = value;
+        }
+        true
+    }
+
+    /// Every key with its [`key_hash`] and its value, in no particular order.
+    pub fn iter_hashed(&self) -> impl Iterator<Item = (u64, &[u8], &V)> {
+        self.table.iter().filter_map(|s| {
+            Some((
+                s.hash,
+                key_of(&self.arena, s),
+                self.values.get(s.index as usize)?,
+            ))
+        })
+    }
+
     /// The index of `key`'s value, made by `make` (and the key copied in) when new; `None`
     /// when new and the table holds [`MAX_KEYS`].
     fn index_or_insert(
@@ -179,7 +212,6 @@ impl<V> KeyTable<V> {
         }
     }
 
-    /// Every key and its value, in no particular order.
     /// Start loading the value of the key whose search starts at `hash`'s slot, when the
     /// slot (prefetched steps before) holds that hash: a replaced value is a third line.
     #[inline]
@@ -193,13 +225,14 @@ impl<V> KeyTable<V> {
         }
     }
 
+    /// Every key and its value, in no particular order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.table
-            .iter()
-            .filter_map(|s| Some((key_of(&self.arena, s), self.values.get(s.index as usize)?)))
+        self.iter_hashed().map(|(_, k, v)| (k, v))
     }
 
     /// The value [`KeyTable::index_of`] numbered `i`.
+    #[cfg(test)]
     pub fn value(&self, i: usize) -> Option<&V> {
         self.values.get(i)
     }
