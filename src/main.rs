@@ -1149,6 +1149,7 @@ fn exit_code(e: &Error) -> u8 {
 }
 
 fn main() -> ExitCode {
+    boltpack::reader::map_large_allocations();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -1,5 +1,6 @@
-//! Opening a file read-only, its shared lock, the memory map, and prefetch hints into it.
-//! The only `unsafe` in the crate lives here.
+//! Opening a file read-only, its shared lock, the memory map, and prefetch hints into it
+//! (and the allocator's one setting that keeps freed tables from staying resident). The
+//! only `unsafe` in the crate lives here.
 
 use std::fs::{File, TryLockError};
 use std::path::Path;
@@ -130,6 +131,24 @@ pub fn prefetch_value<T>(v: &T) {
         std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
     };
     prefetch(bytes);
+}
+
+/// Allocations this large and larger are mapped on their own ([`map_large_allocations`]).
+const MMAP_THRESHOLD_BYTES: i32 = 128 << 10;
+
+/// Have glibc's `malloc` map every allocation of [`MMAP_THRESHOLD_BYTES`] and more on its
+/// own, so that freeing it gives the memory back. By default glibc raises that threshold
+/// to the size of each large block freed, after which blocks of the passes' tables (MiB
+/// each, freed chunk by chunk as two tables merge) come from its heap and stay resident
+/// once freed: `analyze` held ~10 MiB more at its peak (46 vs 36 MiB on a 1 GB member).
+/// Call once, before any thread starts. No effect on other C libraries.
+pub fn map_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of the allocator; it takes no pointers.
+    // Called before any other thread exists, it races with no allocation.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    }
 }
 
 /// Open `path` read-only; with `lock`, take a shared flock first and refuse a file whose

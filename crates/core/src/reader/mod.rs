@@ -14,6 +14,7 @@ mod walk;
 
 pub use cursor::{Bucket, Cursor, Entry, Lost, Resume, plain_key_in_root, visit_all};
 pub use db::{Db, MetaSlot, OpenOptions, PageRef, ResidentBudget};
+pub use file::map_large_allocations;
 pub(crate) use file::prefetch_value;
 pub(crate) use limits::{MAX_BUCKET_DEPTH, MAX_TREE_DEPTH};
 pub(crate) use locks::write_locked;
