@@ -22,6 +22,7 @@ use crate::reader::{Bucket, Cursor, Db, Resume, key_cmp};
 
 use super::keymap::pipelined;
 use super::keytable::{KeyTable, key_hash};
+use super::revision::{MARKED_REV_BYTES_LEN, REV_BYTES_LEN};
 use super::{KEY_BUCKET, KeyValue, META_BUCKET, RevisionKey, Rules};
 
 /// `meta` bucket keys written by compaction (etcd@v3.4 `mvcc/kvstore.go`).
@@ -73,12 +74,60 @@ fn etcd_buckets(db: &Db) -> Result<(Bucket<'_>, Bucket<'_>)> {
     }
 }
 
-/// A `key` entry at or below R: its revision, and its key and value in the map.
+/// A `key` entry at or below R: its revision, and where its key and value are in the
+/// map. 40 bytes, one per user key (as slices it was 56, and the plan's tables were the
+/// heap of `compact --revision`): the key is the revision's 17 bytes, 18 with the
+/// tombstone mark.
 #[derive(Clone, Copy)]
-struct Newest<'a> {
-    r: RevisionKey,
-    key: &'a [u8],
-    value: &'a [u8],
+struct Newest {
+    main: i64,
+    sub: i64,
+    key_at: u64,
+    value_at: u64,
+    value_len: u32,
+    tombstone: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Newest>() == 40);
+
+impl Newest {
+    fn new(db: &Db, r: RevisionKey, key: &[u8], value: &[u8]) -> Newest {
+        Newest {
+            main: r.main,
+            sub: r.sub,
+            key_at: db.offset_of(key),
+            value_at: db.offset_of(value),
+            value_len: value.len() as u32,
+            tombstone: r.tombstone,
+        }
+    }
+
+    fn r(&self) -> RevisionKey {
+        RevisionKey {
+            main: self.main,
+            sub: self.sub,
+            tombstone: self.tombstone,
+        }
+    }
+
+    /// The entry's key and value, slices of `db`'s map again.
+    fn entry<'a>(&self, db: &'a Db) -> (&'a [u8], &'a [u8]) {
+        let key_len = if self.tombstone {
+            MARKED_REV_BYTES_LEN
+        } else {
+            REV_BYTES_LEN
+        };
+        let at = |off: u64, len: usize| {
+            usize::try_from(off)
+                .ok()
+                .and_then(|o| db.bytes().get(o..o.checked_add(len)?))
+                .unwrap_or_default()
+        };
+        (
+            at(self.key_at, key_len),
+            at(self.value_at, self.value_len as usize),
+        )
+    }
 }
 
 /// What pass 1 found in one part of the bucket (the subtree of a root element).
@@ -97,7 +146,7 @@ struct Part<'a> {
 /// Pass 1 over the entries `cursor` yields, up to the first one above `rev`, into
 /// `newest` (a later entry of a key replaces the one there).
 fn newest_in<'a>(
-    newest: &mut KeyTable<Newest<'a>>,
+    newest: &mut KeyTable<Newest>,
     db: &'a Db,
     mut cursor: Cursor<'a>,
     rev: i64,
@@ -126,19 +175,15 @@ fn newest_in<'a>(
             KeyValue::decode_through_value(e.value)
                 .map_err(|m| bad_entry(db, e.value, m))
                 .map(|kv| {
-                    let n = Newest {
-                        r,
-                        key: e.key,
-                        value: e.value,
-                    };
+                    let n = Newest::new(db, r, e.key, e.value);
                     (n, kv.key, key_hash(kv.key))
                 }),
         )
     });
-    type Step<'s> = (Newest<'s>, &'s [u8], u64);
-    let ahead_slot = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_slot(s.2);
-    let ahead_key = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_key(s.2);
-    let ahead_value = |t: &KeyTable<Newest<'a>>, s: &Step<'a>| t.prefetch_value(s.2);
+    type Step<'s> = (Newest, &'s [u8], u64);
+    let ahead_slot = |t: &KeyTable<Newest>, s: &Step<'a>| t.prefetch_slot(s.2);
+    let ahead_key = |t: &KeyTable<Newest>, s: &Step<'a>| t.prefetch_key(s.2);
+    let ahead_value = |t: &KeyTable<Newest>, s: &Step<'a>| t.prefetch_value(s.2);
     pipelined(
         steps,
         newest,
@@ -163,7 +208,7 @@ fn newest_in<'a>(
 }
 
 /// Per key its newest entry, and the parts read (with their index).
-type Read<'a> = (KeyTable<Newest<'a>>, Vec<(usize, Part<'a>)>);
+type Read<'a> = (KeyTable<Newest>, Vec<(usize, Part<'a>)>);
 
 /// Pass 1 on both cores: the root's elements are taken in turn, each thread keeping the
 /// newest entries of the parts it read in a table of its own (its parts come in key order,
@@ -200,15 +245,15 @@ fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> 
     let ((mut newest, mut parts), (other, more)) = (mine?, theirs?);
     // Each table holds the newest of its own parts: the newer of the two wins. One search
     // per key, by the hash its slot keeps, prefetched some keys ahead as the pass does.
-    type Merge<'s, 'a> = (u64, &'s [u8], &'s Newest<'a>);
+    type Merge<'s> = (u64, &'s [u8], &'s Newest);
     pipelined(
         other.iter_hashed().map(Ok),
         &mut newest,
-        |t, m: &Merge<'_, 'a>| t.prefetch_slot(m.0),
-        |t, m: &Merge<'_, 'a>| t.prefetch_key(m.0),
-        |t, m: &Merge<'_, 'a>| t.prefetch_value(m.0),
+        |t, m: &Merge<'_>| t.prefetch_slot(m.0),
+        |t, m: &Merge<'_>| t.prefetch_key(m.0),
+        |t, m: &Merge<'_>| t.prefetch_value(m.0),
         |t, (h, k, n)| {
-            let newer = |old: &Newest<'a>| old.r.byte_order() < n.r.byte_order();
+            let newer = |old: &Newest| old.r().byte_order() < n.r().byte_order();
             if t.set_if(h, k, *n, newer) {
                 Ok(())
             } else {
@@ -293,18 +338,18 @@ impl<'a> CompactionPlan<'a> {
         };
         let survives =
             |r: &RevisionKey| !r.tombstone || (rule == TombstoneAtRev::Keep && r.main == rev);
-        let mut entries: Vec<&Newest<'a>> = newest.values().filter(|n| survives(&n.r)).collect();
+        let mut entries: Vec<&Newest> = newest.values().filter(|n| survives(&n.r())).collect();
         // Key order, from the parsed revisions: comparing the keys' bytes would touch a
         // page of the map per comparison (pass 1 let them go), most of the file again.
-        entries.sort_unstable_by_key(|n| n.r.byte_order());
+        entries.sort_unstable_by_key(|n| n.r().byte_order());
         let mut kept: Vec<(i64, i64, bool)> = entries
             .iter()
-            .map(|n| (n.r.main, n.r.sub, n.r.tombstone))
+            .map(|n| (n.main, n.sub, n.tombstone))
             .collect();
         kept.sort_unstable();
         let below = ascending.then(|| Below {
             dropped: seen - entries.len() as u64,
-            entries: entries.iter().map(|n| (n.key, n.value)).collect(),
+            entries: entries.iter().map(|n| n.entry(db)).collect(),
             resume: above,
         });
         Ok(CompactionPlan {
