@@ -117,12 +117,7 @@ impl Newest {
         } else {
             REV_BYTES_LEN
         };
-        let at = |off: u64, len: usize| {
-            usize::try_from(off)
-                .ok()
-                .and_then(|o| db.bytes().get(o..o.checked_add(len)?))
-                .unwrap_or_default()
-        };
+        let at = |off, len| db.bytes_at(off, len).unwrap_or_default();
         (
             at(self.key_at, key_len),
             at(self.value_at, self.value_len as usize),

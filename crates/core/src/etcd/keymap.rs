@@ -200,12 +200,10 @@ impl<V> KeyIds<V> {
     {
         let at = self.map.place(id.0, |s| s.id().is(id));
         if self.map.at(at).is_free() {
-            let Ok(index) = u32::try_from(self.values.len()) else {
-                return &mut self.overflow;
+            let index = match u32::try_from(self.values.len()) {
+                Ok(i) if i != IdSlot::EMPTY => i,
+                _ => return &mut self.overflow,
             };
-            if index == IdSlot::EMPTY {
-                return &mut self.overflow;
-            }
             self.values.push(V::default());
             self.map.fill(at, IdSlot::new(id, index));
         }

@@ -108,14 +108,7 @@ impl<V> KeyTable<V> {
     /// `false` (nothing set) when the key is new and the table holds [`MAX_KEYS`].
     #[must_use]
     pub fn set(&mut self, hash: u64, key: &[u8], value: V) -> bool {
-        let mut value = Some(value);
-        let Some(i) = self.index_or_insert(hash, key, || value.take().expect("made once")) else {
-            return false;
-        };
-        if let (Some(value), Some(v)) = (value, self.values.get_mut(i)) {
-            *v = value;
-        }
-        true
+        self.set_if(hash, key, value, |_| true)
     }
 
     /// Set `key`'s value to `value` when the key is new, or when `replace` says so of the

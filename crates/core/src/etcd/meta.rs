@@ -5,7 +5,7 @@ use crate::error::DamageKind;
 use crate::error::{Error, Result};
 use crate::etcd::{KEY_BUCKET, META_BUCKET, RevisionKey, Rules};
 use crate::reader::MAX_TREE_DEPTH;
-use crate::reader::{Bucket, Db};
+use crate::reader::{Bucket, BucketInfo, Db};
 
 /// `meta` key names (etcd@v3.4.23 `mvcc/kvstore.go`, etcd@v3.6 `schema/*.go`).
 pub const CONSISTENT_INDEX: &[u8] = b"consistent_index";
@@ -178,6 +178,11 @@ pub fn key_bucket(db: &Db) -> Result<Bucket<'_>> {
     Bucket::root_of(db)
         .bucket(KEY_BUCKET)?
         .ok_or_else(|| Error::NotFound("no `key` bucket: not an etcd backend file".into()))
+}
+
+/// Whether a walk's bucket is the `key` bucket (a bucket of the root named `key`).
+pub(crate) fn is_key_bucket(b: &BucketInfo<'_>) -> bool {
+    b.parent == Some(0) && b.path == [KEY_BUCKET]
 }
 
 /// `main` of the last entry of the `key` bucket, by descending the rightmost branch

@@ -31,7 +31,7 @@ pub(crate) use keytable::too_many_keys;
 pub use kv::KeyValue;
 pub(crate) use kv::varint;
 pub use meta::{EtcdMeta, Revisions};
-pub(crate) use meta::{key_bucket, last_key_revision};
+pub(crate) use meta::{is_key_bucket, key_bucket, last_key_revision};
 pub use revision::RevisionKey;
 pub use rules::Rules;
 pub(crate) use snapshot::sha256_of_prefix;

@@ -44,13 +44,13 @@ impl RevisionKey {
         })
     }
 
-    /// The 17-byte form (no tombstone mark), as `meta/finishedCompactRev` stores it.
     /// A sort key in the order of the keys' bytes (big-endian `main`, `sub`, then the
     /// tombstone mark), which is the `key` bucket's order: negative revisions sort last.
     pub fn byte_order(&self) -> (u64, u64, bool) {
         (self.main as u64, self.sub as u64, self.tombstone)
     }
 
+    /// The 17-byte form (no tombstone mark), as `meta/finishedCompactRev` stores it.
     pub fn to_bytes(&self) -> [u8; REV_BYTES_LEN] {
         let mut b = [0u8; REV_BYTES_LEN];
         b[0..8].copy_from_slice(&self.main.to_be_bytes());

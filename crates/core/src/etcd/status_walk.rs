@@ -8,9 +8,9 @@
 use crate::format::element::LeafElement;
 use crate::reader::{BucketInfo, Db, Node, PageMap, Problem, Split, Visitor};
 
-use super::KEY_BUCKET;
 use super::keyindex::decode_entry_key_only;
 use super::keymap::{KeyId, KeyIds, Pipeline, key_id};
+use super::meta::is_key_bucket;
 use super::snapshot::{SnapshotStatus, live_keys};
 use super::span_crc::SpanCrc;
 
@@ -152,7 +152,7 @@ impl<'a> Watch<'a> {
 
 impl<'a> Visitor<'a> for Watch<'a> {
     fn bucket(&mut self, b: &BucketInfo<'a>) {
-        let is_key = b.parent == Some(0) && b.path == [KEY_BUCKET];
+        let is_key = is_key_bucket(b);
         if self.helper {
             self.key_bucket = is_key.then_some(b.index);
             return;

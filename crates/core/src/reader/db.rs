@@ -304,6 +304,13 @@ impl Db {
         (s.as_ptr() as usize).wrapping_sub(self.bytes().as_ptr() as usize) as u64
     }
 
+    /// The `len` bytes at `offset` ([`Db::offset_of`]'s inverse: a slice kept as its
+    /// place, to save its memory); `None` past the end.
+    pub fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let at = usize::try_from(offset).ok()?;
+        self.bytes().get(at..at.checked_add(len)?)
+    }
+
     /// Damage found in a slice borrowed from this database: the error names its page and
     /// file offset.
     pub fn damage_at(&self, s: &[u8], kind: DamageKind, what: impl Into<String>) -> Error {
@@ -461,4 +468,25 @@ fn probe_meta1(bytes: &[u8]) -> Option<u32> {
         ps <<= 1;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slice kept as its place comes back as the same bytes; a place past the end, or
+    /// one whose end overflows, gives none.
+    #[test]
+    fn bytes_at_is_offset_of_inverted() {
+        let p = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/etcd/db"
+        ));
+        let db = Db::from_bytes(std::fs::read(p).unwrap()).unwrap();
+        let s = &db.bytes()[5000..5017];
+        assert_eq!(db.bytes_at(db.offset_of(s), s.len()), Some(s));
+        assert_eq!(db.bytes_at(db.file_size(), 0), Some(&[][..]));
+        assert_eq!(db.bytes_at(db.file_size(), 1), None);
+        assert_eq!(db.bytes_at(u64::MAX, 2), None);
+    }
 }

@@ -293,13 +293,22 @@ impl PageMap {
         also_premarked: &[PageId],
         always: bool,
     ) -> Option<(PageMap, Split)> {
-        let (mut map, premarked) = Self::before_walk(db);
-        if premarked != also_premarked {
-            return None;
-        }
+        let start = Self::before_walk(db);
+        (start.1 == also_premarked)
+            .then(|| Self::walked_split(db, start, also, also_helper, always))
+    }
+
+    /// The split walk from the map and the pages marked before it ([`PageMap::before_walk`]).
+    fn walked_split<'a, A: Visitor<'a>, AH: Visitor<'a> + Send>(
+        db: &'a Db,
+        (mut map, premarked): (PageMap, Vec<PageId>),
+        also: &mut A,
+        also_helper: &mut AH,
+        always: bool,
+    ) -> (PageMap, Split) {
         let split = Mapper { map: &mut map, db }.walk_split(&premarked, always, also, also_helper);
         map.after_walk();
-        Some((map, split))
+        (map, split)
     }
 
     /// [`PageMap::build_split_watched`]; `always`: split a file of any size.
@@ -309,10 +318,7 @@ impl PageMap {
         also_helper: &mut AH,
         always: bool,
     ) -> (PageMap, Split) {
-        let (mut map, premarked) = Self::before_walk(db);
-        let split = Mapper { map: &mut map, db }.walk_split(&premarked, always, also, also_helper);
-        map.after_walk();
-        (map, split)
+        Self::walked_split(db, Self::before_walk(db), also, also_helper, always)
     }
 
     /// [`PageMap::build`], its walk split between two threads whatever the file's size

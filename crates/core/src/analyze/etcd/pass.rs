@@ -104,6 +104,33 @@ pub(super) struct Pass {
     pub(super) groups: Groups,
 }
 
+impl Pass {
+    /// Start loading the table slot of `id`'s key.
+    #[inline]
+    fn prefetch_slot(&self, id: KeyId) {
+        self.keys.prefetch_slot(id);
+    }
+
+    /// Start loading the figures of `id`'s key (its slot should be loaded by now).
+    #[inline]
+    fn prefetch_figures(&self, id: KeyId) {
+        self.keys.prefetch_value(id);
+    }
+
+    /// Start loading the layout entry of `id`'s key's newest revision, which its next
+    /// revision updates (its figures should be loaded by now).
+    #[inline]
+    fn prefetch_last_layout(&self, id: KeyId) {
+        if let Some(l) = self
+            .keys
+            .get_by_id(id)
+            .and_then(|a| self.layout.get(a.last_index))
+        {
+            crate::reader::prefetch_value(l);
+        }
+    }
+}
+
 /// The keys' groups ([`group_of`]), numbered in the order they came: a key's group is
 /// found once, when the pass meets the key (its bytes are at hand then, not later).
 #[derive(Default)]
@@ -304,7 +331,7 @@ pub(super) fn key_pass<'a>(db: &'a Db, ctx: &PassCtx<'_>) -> Result<Pass> {
             let e = e?;
             part.push(e.key, e.value, e.is_bucket())?;
         }
-        part.finish()
+        Ok(part.finish())
     };
     Ok(match split {
         None => ctx.finish(from_cursor(key.iter(), false)?, None),
@@ -395,19 +422,9 @@ impl<'a, 'c> PartPass<'a, 'c> {
         let due = self.ring.push(
             &self.p,
             step,
-            |p, s| p.keys.prefetch_slot(s.id),
-            |p, s| p.keys.prefetch_value(s.id),
-            // The layout entry of the key's previous revision, which this entry's put
-            // updates.
-            |p, s| {
-                if let Some(l) = p
-                    .keys
-                    .get_by_id(s.id)
-                    .and_then(|a| p.layout.get(a.last_index))
-                {
-                    crate::reader::prefetch_value(l);
-                }
-            },
+            |p, s| p.prefetch_slot(s.id),
+            |p, s| p.prefetch_figures(s.id),
+            |p, s| p.prefetch_last_layout(s.id),
         );
         if let Some(s) = due {
             self.apply(s);
@@ -416,16 +433,16 @@ impl<'a, 'c> PartPass<'a, 'c> {
     }
 
     /// The part's pass, once every entry is in.
-    pub(super) fn finish(mut self) -> Result<Part<'a>> {
+    pub(super) fn finish(mut self) -> Part<'a> {
         while let Some(s) = self.ring.pop() {
             self.apply(s);
         }
-        Ok(Part {
+        Part {
             pass: self.p,
             firsts: self.firsts,
             first_key: self.first_key,
             last_key: self.prev_key,
-        })
+        }
     }
 
     fn apply(&mut self, step: Step<'a>) {
@@ -546,23 +563,12 @@ fn merged(earlier: Part<'_>, later: Part<'_>, candidates: &Candidates) -> Pass {
         .zip(later.firsts.into_chunks().flatten())
         .map(|(b, (id, first_main))| Ok::<_, ()>((id, b, first_main)));
     type Merge = (KeyId, KeyAcc, i64);
-    let ahead_slot = |p: &Pass, m: &Merge| p.keys.prefetch_slot(m.0);
-    let ahead_value = |p: &Pass, m: &Merge| p.keys.prefetch_value(m.0);
-    let ahead_layout = |p: &Pass, m: &Merge| {
-        if let Some(l) = p
-            .keys
-            .get_by_id(m.0)
-            .and_then(|a| p.layout.get(a.last_index))
-        {
-            crate::reader::prefetch_value(l);
-        }
-    };
     let _ = pipelined(
         keys,
         &mut p,
-        ahead_slot,
-        ahead_value,
-        ahead_layout,
+        |p, m: &Merge| p.prefetch_slot(m.0),
+        |p, m: &Merge| p.prefetch_figures(m.0),
+        |p, m: &Merge| p.prefetch_last_layout(m.0),
         |p, (id, b, first_main)| {
             let a = p.keys.entry_with_id(id);
             if a.revisions == 0 {

@@ -170,9 +170,7 @@ pub(super) struct Tables {
 
 /// The bytes of `a`'s key, read from the file again (a report names only a few keys).
 fn key_bytes<'d>(db: &'d Db, a: &KeyAcc) -> &'d [u8] {
-    usize::try_from(a.key_at)
-        .ok()
-        .and_then(|at| db.bytes().get(at..)?.get(..a.key_len as usize))
+    db.bytes_at(a.key_at, a.key_len as usize)
         .unwrap_or_default()
 }
 

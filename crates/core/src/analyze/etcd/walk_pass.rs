@@ -9,7 +9,7 @@ use crate::reader::{BucketInfo, Db, Node, Problem, Visitor};
 
 use super::pass::{Part, PartPass, PassCtx};
 use super::*;
-use crate::etcd::KEY_BUCKET;
+use crate::etcd::is_key_bucket;
 
 /// Watches one thread's part of the walk for the `key` bucket's entries.
 pub(crate) struct KeyWatch<'a, 'c> {
@@ -34,16 +34,13 @@ impl<'a, 'c> KeyWatch<'a, 'c> {
 
     /// The part's pass; `None` when it failed (or the walk met a problem).
     fn finish(self) -> Option<(Part<'a>, u64)> {
-        if self.failed {
-            return None;
-        }
-        Some((self.part.finish().ok()?, self.entries))
+        (!self.failed).then(|| (self.part.finish(), self.entries))
     }
 }
 
 impl<'a> Visitor<'a> for KeyWatch<'a, '_> {
     fn bucket(&mut self, b: &BucketInfo<'a>) {
-        if b.parent == Some(0) && b.path == [KEY_BUCKET] {
+        if is_key_bucket(b) {
             self.key_bucket = Some(b.index);
         }
     }
