@@ -179,10 +179,13 @@ impl EtcdAnalysis {
     fn from_pass(db: &Db, opts: &EtcdOptions, scope: Scope, pass: Pass) -> Result<Gathered> {
         let compacted = scope.revs.compacted;
         let candidates = &scope.candidates;
-        // The file sizes (the tree builder over the layout: one job per candidate, and the
-        // defragmented copy) on the other core while the tables are made here; this core
-        // then takes what jobs are left.
-        let jobs = candidates.revisions.len() + 1;
+        // The file sizes (the tree builder over the layout: one job per compacting
+        // candidate, and the defragmented copy) on the other core while the tables are made
+        // here; this core then takes what jobs are left. A candidate that does not compact
+        // (at or below the compacted revision) keeps every entry and sets no `meta` keys:
+        // its copy is the defragmented one, not planned again.
+        let plain = candidates.first_compacting;
+        let jobs = candidates.revisions.len() - plain + 1;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let size_jobs = || -> Result<Vec<(usize, Sized)>> {
             let mut done = Vec::new();
@@ -194,7 +197,12 @@ impl EtcdAnalysis {
                 let sized = match j.checked_sub(1) {
                     None => Sized::Defrag(layout_plan(db, &pass, None, None)?),
                     Some(c) => Sized::Candidate(candidate_size(
-                        db, &pass, candidates, c, compacted, opts.rule,
+                        db,
+                        &pass,
+                        candidates,
+                        plain + c,
+                        compacted,
+                        opts.rule,
                     )?),
                 };
                 done.push((j, sized));
@@ -217,6 +225,14 @@ impl EtcdAnalysis {
                     Sized::Candidate(size) => sizes.push(size),
                 }
             }
+            let plain_sizes = (0..plain).map(|c| match &defrag {
+                Some(d) => Ok(d.dst_size),
+                // The layout cannot tell: each goes its own way, as a compacting one would.
+                None => candidate_size(db, &pass, candidates, c, compacted, opts.rule),
+            });
+            let sizes = plain_sizes
+                .chain(sizes.into_iter().map(Ok))
+                .collect::<Result<Vec<u64>>>()?;
             let analysis = Self::finish(db, opts, &scope, &pass, tables, &sizes)?;
             Ok((analysis, defrag))
         })
