@@ -238,24 +238,27 @@ fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> 
         )
     });
     let ((mut newest, mut parts), (other, more)) = (mine?, theirs?);
-    // Each table holds the newest of its own parts: the newer of the two wins. One search
-    // per key, by the hash its slot keeps, prefetched some keys ahead as the pass does.
-    type Merge<'s> = (u64, &'s [u8], &'s Newest);
-    pipelined(
-        other.iter_hashed().map(Ok),
-        &mut newest,
-        |t, m: &Merge<'_>| t.prefetch_slot(m.0),
-        |t, m: &Merge<'_>| t.prefetch_key(m.0),
-        |t, m: &Merge<'_>| t.prefetch_value(m.0),
-        |t, (h, k, n)| {
-            let newer = |old: &Newest| old.r().byte_order() < n.r().byte_order();
-            if t.set_if(h, k, *n, newer) {
-                Ok(())
-            } else {
-                Err(super::too_many_keys("a compaction plan"))
-            }
-        },
-    )?;
+    // Each table holds the newest of its own parts: the newer of the two wins. The other
+    // table is read in the order it was filled and let go as it is (the merge is when
+    // pass 1 holds most); one search per key, prefetched some keys ahead as the pass does.
+    type Merge<'s> = (u64, &'s [u8], Newest);
+    let newer = |old: &Newest, n: &Newest| old.r().byte_order() < n.r().byte_order();
+    other.drain_in_order(|keys| {
+        pipelined(
+            keys.map(|(k, n)| Ok((key_hash(k), k, n))),
+            &mut newest,
+            |t, m: &Merge<'_>| t.prefetch_slot(m.0),
+            |t, m: &Merge<'_>| t.prefetch_key(m.0),
+            |t, m: &Merge<'_>| t.prefetch_value(m.0),
+            |t, (h, k, n)| {
+                if t.set_if(h, k, n, |old| newer(old, &n)) {
+                    Ok(())
+                } else {
+                    Err(super::too_many_keys("a compaction plan"))
+                }
+            },
+        )
+    })?;
     parts.extend(more);
     parts.sort_unstable_by_key(|(i, _)| *i);
     Ok((newest, parts))
