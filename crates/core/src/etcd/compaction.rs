@@ -125,6 +125,32 @@ impl Newest {
     }
 }
 
+/// Pass 1's table of each key's newest entry, in two halves by the top bit of the key's
+/// hash (its low bits place it in a half): the two threads' tables are merged half by
+/// half, one half on each core.
+#[derive(Default)]
+struct Halves([KeyTable<Newest>; 2]);
+
+impl Halves {
+    fn of(&self, hash: u64) -> &KeyTable<Newest> {
+        &self.0[(hash >> 63) as usize]
+    }
+
+    /// [`KeyTable::set`] in `hash`'s half.
+    #[must_use]
+    fn set(&mut self, hash: u64, key: &[u8], n: Newest) -> bool {
+        self.0[(hash >> 63) as usize].set(hash, key, n)
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(KeyTable::len).sum()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Newest> {
+        self.0.iter().flat_map(KeyTable::values)
+    }
+}
+
 /// What pass 1 found in one part of the bucket (the subtree of a root element).
 struct Part<'a> {
     /// Entries at or below R.
@@ -141,7 +167,7 @@ struct Part<'a> {
 /// Pass 1 over the entries `cursor` yields, up to the first one above `rev`, into
 /// `newest` (a later entry of a key replaces the one there).
 fn newest_in<'a>(
-    newest: &mut KeyTable<Newest>,
+    newest: &mut Halves,
     db: &'a Db,
     mut cursor: Cursor<'a>,
     rev: i64,
@@ -176,9 +202,9 @@ fn newest_in<'a>(
         )
     });
     type Step<'s> = (Newest, &'s [u8], u64);
-    let ahead_slot = |t: &KeyTable<Newest>, s: &Step<'a>| t.prefetch_slot(s.2);
-    let ahead_key = |t: &KeyTable<Newest>, s: &Step<'a>| t.prefetch_key(s.2);
-    let ahead_value = |t: &KeyTable<Newest>, s: &Step<'a>| t.prefetch_value(s.2);
+    let ahead_slot = |t: &Halves, s: &Step<'a>| t.of(s.2).prefetch_slot(s.2);
+    let ahead_key = |t: &Halves, s: &Step<'a>| t.of(s.2).prefetch_key(s.2);
+    let ahead_value = |t: &Halves, s: &Step<'a>| t.of(s.2).prefetch_value(s.2);
     pipelined(
         steps,
         newest,
@@ -203,7 +229,7 @@ fn newest_in<'a>(
 }
 
 /// Per key its newest entry, and the parts read (with their index).
-type Read<'a> = (KeyTable<Newest>, Vec<(usize, Part<'a>)>);
+type Read<'a> = (Halves, Vec<(usize, Part<'a>)>);
 
 /// Pass 1 on both cores: the root's elements are taken in turn, each thread keeping the
 /// newest entries of the parts it read in a table of its own (its parts come in key order,
@@ -213,7 +239,7 @@ fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> 
     let next = AtomicUsize::new(0);
     let stop = AtomicUsize::new(usize::MAX);
     let work = || -> Result<Read<'a>> {
-        let mut newest = KeyTable::default();
+        let mut newest = Halves::default();
         let mut parts = Vec::new();
         loop {
             let i = next.fetch_add(1, Relaxed);
@@ -237,16 +263,33 @@ fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> 
                 .unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    let ((mut newest, mut parts), (other, more)) = (mine?, theirs?);
-    // Each table holds the newest of its own parts: the newer of the two wins. The other
-    // table is read in the order it was filled and let go as it is (the merge is when
-    // pass 1 holds most); one search per key, prefetched some keys ahead as the pass does.
+    let ((Halves([a0, a1]), mut parts), (Halves([b0, b1]), more)) = (mine?, theirs?);
+    // Each table holds the newest of its own parts: the newer of the two wins. Half by
+    // half, one half on each core.
+    let (h0, h1) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| merged(a1, b1));
+        let h0 = merged(a0, b0);
+        (
+            h0,
+            h1.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    let newest = Halves([h0?, h1?]);
+    parts.extend(more);
+    parts.sort_unstable_by_key(|(i, _)| *i);
+    Ok((newest, parts))
+}
+
+/// `into` with the entries of `other` that are newer than its own (or of keys it lacks).
+/// `other` is read in the order it was filled and let go as it is (the merge is when pass
+/// 1 holds most); one search per key, prefetched some keys ahead as the pass does.
+fn merged(mut into: KeyTable<Newest>, other: KeyTable<Newest>) -> Result<KeyTable<Newest>> {
     type Merge<'s> = (u64, &'s [u8], Newest);
     let newer = |old: &Newest, n: &Newest| old.r().byte_order() < n.r().byte_order();
     other.drain_in_order(|keys| {
         pipelined(
             keys.map(|(k, n)| Ok((key_hash(k), k, n))),
-            &mut newest,
+            &mut into,
             |t, m: &Merge<'_>| t.prefetch_slot(m.0),
             |t, m: &Merge<'_>| t.prefetch_key(m.0),
             |t, m: &Merge<'_>| t.prefetch_value(m.0),
@@ -259,9 +302,7 @@ fn newest_by_parts<'a>(db: &'a Db, key: &Bucket<'a>, count: usize, rev: i64) -> 
             },
         )
     })?;
-    parts.extend(more);
-    parts.sort_unstable_by_key(|(i, _)| *i);
-    Ok((newest, parts))
+    Ok(into)
 }
 
 /// The parts of pass 1 joined in key order: every key above the one before it, and nothing
@@ -329,7 +370,7 @@ impl<'a> CompactionPlan<'a> {
                 (newest, seen, ascending, above)
             }
             _ => {
-                let mut newest = KeyTable::default();
+                let mut newest = Halves::default();
                 let p = newest_in(&mut newest, db, key.iter(), rev)?;
                 (newest, p.seen, p.ascending, p.above)
             }
